@@ -212,7 +212,7 @@ def quantize_model(model_path, output_path, options: QuantizeOptions = None, pro
                 add(encode_grouped(f"layers.{i}.{canonical}", q.numpy(), scales_g.numpy(), zeros.numpy(),
                                    options.bits), linear=True)
                 if f"{short}_bias" in layer:
-                    add(encode_f16(f"layers.{i}.{canonical}.bias", layer[f"{short}_bias"]))
+                    add({f"layers.{i}.{canonical}.bias": layer[f"{short}_bias"].numpy().astype(np.float16)})
             for short, canonical in NORMS.items():
                 add(encode_f16(f"layers.{i}.{canonical}", layer[short]))
             del layer
