@@ -43,15 +43,8 @@ def load_awqe_as_transformers(path):
     awqe = AwqeFile(path)
     config = ModelConfig.from_metadata(awqe.metadata["config"])
     model = AutoModelForCausalLM.from_config(hf_config_from(config), dtype=torch.float32)
-    modules = awqe.modules()
-    state = {}
-    for canonical, hf_name in hf_tensor_names(config).items():
-        module, part = canonical.rsplit(".", 1)
-        if part == "weight" and module in modules:
-            array = awqe.dequantized(module)
-        else:
-            array = awqe.tensor(canonical).astype("float32")
-        state[hf_name] = torch.from_numpy(array.copy())
+    weights = awqe.float_weights()
+    state = {hf_name: torch.from_numpy(weights[canonical]) for canonical, hf_name in hf_tensor_names(config).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [name for name in missing if not (config.tie_word_embeddings and name == "lm_head.weight")]
     if missing or unexpected:
@@ -80,7 +73,8 @@ class Perplexity:
 def perplexity(logits_fn, token_ids: torch.Tensor, window: int = 512, stride: int = 256) -> Perplexity:
     """Sliding-window perplexity over a 1-D token sequence: each window of `window` tokens scores only
     the tokens not scored by the previous window, so every token after the first is scored once, with
-    at least window - stride tokens of context (except at the start)."""
+    at least window - stride tokens of context (except at the start). With stride == window the windows
+    do not overlap and the first token of each window after the first is not scored (it has no context)."""
     if not 0 < stride <= window:
         raise ValueError(f"need 0 < stride <= window, got stride {stride}, window {window}")
     total_nll, scored, scored_until = 0.0, 0, 1
@@ -92,7 +86,7 @@ def perplexity(logits_fn, token_ids: torch.Tensor, window: int = 512, stride: in
         log_probs = torch.log_softmax(logits[:-1], dim=-1)
         targets = ids[0, 1:]
         nll = -log_probs.gather(1, targets[:, None])[:, 0]              # token t+1 given tokens <= t
-        first_new = scored_until - begin - 1                            # skip targets already scored
+        first_new = max(0, scored_until - begin - 1)                    # skip targets already scored
         total_nll += nll[first_new:].sum().item()
         scored += len(nll) - first_new
         scored_until = end

@@ -197,6 +197,18 @@ class AwqeFile:
         scheme, rows, cols = self.modules()[module]
         return dequantize_module(self, module, scheme, rows, cols)
 
+    def float_weights(self) -> dict:
+        """Every weight as float32 under its float name ("layers.0.attn.q.weight", "norm.weight",
+        "layers.0.attn.q.bias"), quantized modules dequantized by the reference dequantizer."""
+        modules = self.modules()
+        weights = {module: self.dequantized(module) for module in modules}
+        weights = {f"{module}.weight": array for module, array in weights.items()}
+        for name, info in self.tensor_infos.items():
+            module = name.rsplit(".", 1)[0]
+            if module not in modules or name.endswith(".bias"):
+                weights[name] = self.tensor(name).astype(np.float32)
+        return weights
+
     def __getitem__(self, name: str) -> np.ndarray:
         return self.tensor(name)
 

@@ -1,7 +1,6 @@
 """quantize_model end to end on tiny random models: exact RTN, AWQ beating RTN per layer, options, errors."""
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -25,16 +24,7 @@ def llama_dir(tmp_path_factory):
 
 def file_weights(path) -> dict:
     """Canonical float weights of a file, dequantized by the numpy reference."""
-    f = AwqeFile(path)
-    modules = f.modules()
-    out = {}
-    for name in f.tensor_infos:
-        module, part = name.rsplit(".", 1)
-        if module in modules and part in ("weight", "qweight"):
-            out[f"{module}.weight"] = torch.from_numpy(f.dequantized(module))
-        elif part in ("weight", "bias"):
-            out[name] = torch.from_numpy(f.tensor(name).astype(np.float32))
-    return out
+    return {name: torch.from_numpy(array) for name, array in AwqeFile(path).float_weights().items()}
 
 
 def test_rtn_file_holds_exactly_the_round_to_nearest_weights(llama_dir, tmp_path):
