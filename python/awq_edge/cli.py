@@ -26,8 +26,9 @@ def main(argv=None) -> int:
                    help=f"calibration text files or directories (default: {BUILTIN_CALIBRATION})")
     q.add_argument("--n-samples", type=int, default=128)
     q.add_argument("--seqlen", type=int, default=512)
-    q.add_argument("--search-samples", type=int, default=None,
-                   help="calibration samples the scale search measures its loss on (default: see README)")
+    q.add_argument("--search-samples", type=int, default=16,
+                   help="calibration samples the scale search measures its loss on; the activation statistics "
+                        "and the clipping search use all --n-samples (default: 16)")
     q.add_argument("--n-grid", type=int, default=20, help="scale ratios tried per layer group")
     q.add_argument("--no-clip", action="store_true", help="skip the clipping search")
     q.add_argument("--threads", type=int, default=None)

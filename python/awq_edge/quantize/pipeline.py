@@ -47,7 +47,7 @@ class QuantizeOptions:
     calibration: list = field(default_factory=lambda: [BUILTIN_CALIBRATION])
     n_samples: int = 128
     seqlen: int = 512
-    search_samples: int = None           # samples the scale search measures its loss on (None: all)
+    search_samples: int = 16             # samples the scale search measures its loss on (None: all)
     n_grid: int = 20
     clip: bool = True
     seed: int = 0
