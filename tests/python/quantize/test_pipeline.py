@@ -150,3 +150,16 @@ def test_too_little_calibration_text_is_a_clear_error(llama_dir, tmp_path):
     with pytest.raises(ValueError, match="fewer than n_samples x seqlen = 128 x 512"):
         quantize_model(llama_dir, tmp_path / "m.awqe", QuantizeOptions(group_size=64, calibration=[str(text)]))
     assert not (tmp_path / "m.awqe").exists()
+
+
+def test_sharded_safetensors_checkpoint(tmp_path):
+    model = tiny_hf_model("llama")
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+    save_tiny_model("llama", tmp_path / "single")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "sharded" / name).write_bytes((tmp_path / "single" / name).read_bytes())
+    assert len(list((tmp_path / "sharded").glob("*.safetensors"))) > 1
+    quantize_model(tmp_path / "sharded", tmp_path / "a.awqe", QuantizeOptions(method="rtn", group_size=64))
+    quantize_model(tmp_path / "single", tmp_path / "b.awqe", QuantizeOptions(method="rtn", group_size=64))
+    a, b = AwqeFile(tmp_path / "a.awqe"), AwqeFile(tmp_path / "b.awqe")
+    assert all((a.tensor(name) == b.tensor(name)).all() for name in b.tensor_infos)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs awq_edge (with its C++ extension) and what its tests need, on a fresh Debian/Ubuntu machine
+# with Python >= 3.10 and pip. Used by the README's first command and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+# A C++17 compiler for the extension (present on most machines; apt-get only if missing).
+if ! command -v c++ >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends g++
+fi
+
+# PyTorch: keep an installed one; otherwise 2.13.0 (on machines with a local CPU wheel pip takes it,
+# elsewhere PyPI's default build). Install your own build first to choose CPU/CUDA yourself.
+if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
+  "$PYTHON" -m pip install "torch==2.13.0"
+fi
+
+"$PYTHON" -m pip install ".[test]"
