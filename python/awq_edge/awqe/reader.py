@@ -116,6 +116,8 @@ class AwqeFile:
             metadata = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             self._fail(f"metadata is not valid UTF-8 JSON: {error}")
+        if not isinstance(metadata, dict):
+            self._fail(f"metadata must be a JSON object, found {type(metadata).__name__}")
         for where, obj, fields in (("metadata", metadata, REQUIRED_METADATA),
                                    ("metadata.config", metadata.get("config"), REQUIRED_CONFIG),
                                    ("metadata.quantization", metadata.get("quantization"), REQUIRED_QUANTIZATION)):
@@ -129,6 +131,13 @@ class AwqeFile:
                                f"found {type(obj[field]).__name__}")
         if metadata["format"] != "awqe":
             self._fail(f"metadata.format is '{metadata['format']}', expected 'awqe'")
+        for field in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                      "num_key_value_heads", "head_dim", "max_position_embeddings"):
+            if not 1 <= metadata["config"][field] < 2**31:
+                self._fail(f"metadata.config.{field} is {metadata['config'][field]}, expected 1..2^31-1")
+        if metadata["config"]["num_hidden_layers"] * 9 > self.header["tensor_count"]:
+            self._fail(f"metadata.config.num_hidden_layers is {metadata['config']['num_hidden_layers']}, but the "
+                       f"directory holds only {self.header['tensor_count']} tensors (at least 9 per layer)")
         return metadata
 
     def _read_directory(self) -> dict:

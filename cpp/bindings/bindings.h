@@ -1,0 +1,12 @@
+// bindings.h: one bind_* function per bound C++ concept; module.cpp calls them all.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+namespace awq_edge::bindings {
+
+void bind_crc32(nanobind::module_& m);       // crc32.cpp
+void bind_json(nanobind::module_& m);        // json.cpp
+void bind_model_file(nanobind::module_& m);  // model_file.cpp
+
+}  // namespace awq_edge::bindings

@@ -1,0 +1,12 @@
+// module.cpp: the extension module awq_edge._awq_edge. The Python package re-exports from it
+// (python/awq_edge/model_file.py); each bound concept lives in the binding file of its name.
+#include <nanobind/nanobind.h>
+
+#include "bindings.h"
+
+NB_MODULE(_awq_edge, m) {
+  m.doc() = "awq_edge's C++ engine: the .awqe model file reader (more to come).";
+  awq_edge::bindings::bind_crc32(m);
+  awq_edge::bindings::bind_json(m);
+  awq_edge::bindings::bind_model_file(m);
+}

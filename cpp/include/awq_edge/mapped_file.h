@@ -1,0 +1,32 @@
+// mapped_file.h: a whole file mapped read-only into memory (POSIX mmap; Linux and macOS).
+// ModelFile keeps one alive while it is open, and so does every Python array viewing it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace awq_edge {
+
+class MappedFile {
+ public:
+  // Maps `path`; throws std::system_error (with errno) when it cannot be opened or mapped.
+  // An empty file is valid and maps to no memory (data() == nullptr, size() == 0).
+  static std::shared_ptr<const MappedFile> open(const std::string& path);
+
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  MappedFile(const uint8_t* data, uint64_t size) : data_(data), size_(size) {}
+
+  const uint8_t* data_;
+  uint64_t size_;
+};
+
+}  // namespace awq_edge

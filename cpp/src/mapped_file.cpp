@@ -1,0 +1,53 @@
+// mapped_file.cpp: POSIX implementation of awq_edge/mapped_file.h.
+//
+// The mapping is MAP_PRIVATE and PROT_READ: the engine never writes through it. The file
+// descriptor is closed right after mmap; the mapping keeps the file's pages reachable. If
+// another process truncates the file while it is mapped, touching the lost pages raises
+// SIGBUS: that is the price of zero-copy, shared by every mmap-based loader.
+#include "awq_edge/mapped_file.h"
+
+#include <cerrno>
+#include <system_error>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace awq_edge {
+
+namespace {
+
+[[noreturn]] void throw_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+// Closes a file descriptor on every path out of open().
+struct FileDescriptor {
+  int fd;
+  ~FileDescriptor() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
+  FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (file.fd < 0) throw_errno("cannot open");
+  struct stat info {};
+  if (::fstat(file.fd, &info) != 0) throw_errno("cannot stat");
+  if (!S_ISREG(info.st_mode)) throw std::system_error(EINVAL, std::generic_category(), "not a regular file");
+  const auto size = static_cast<uint64_t>(info.st_size);
+  if (size == 0) return std::shared_ptr<const MappedFile>(new MappedFile(nullptr, 0));
+  if (size > SIZE_MAX) throw std::system_error(EFBIG, std::generic_category(), "too large to map");
+  void* address = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, file.fd, 0);
+  if (address == MAP_FAILED) throw_errno("cannot mmap");
+  return std::shared_ptr<const MappedFile>(new MappedFile(static_cast<const uint8_t*>(address), size));
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
+}
+
+}  // namespace awq_edge
