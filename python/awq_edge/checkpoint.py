@@ -74,21 +74,29 @@ def _check_supported(hf_config) -> None:
 
 
 def _safetensors_reader(files):
+    """Each read maps its shard only for that read and copies the tensor out: a mapping kept open
+    would keep every page read so far resident, so RSS would grow with the number of layers."""
     from safetensors import safe_open
-    handles = [safe_open(str(f), framework="pt") for f in files]
-    where = {name: handle for handle in handles for name in handle.keys()}
+    where = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as handle:
+            where.update(dict.fromkeys(handle.keys(), str(f)))
 
     def read(name):
-        return where[name].get_tensor(name)
+        with safe_open(where[name], framework="pt") as handle:
+            return handle.get_tensor(name).to(torch.float32, copy=True)
     return read
 
 
 def _torch_bin_reader(files):
-    shards = [torch.load(f, map_location="cpu", mmap=True, weights_only=True) for f in files]
-    where = {name: shard for shard in shards for name in shard}
+    """As for safetensors: the shard is mapped (torch.load(mmap=True)) for one read at a time."""
+    where = {}
+    for f in files:
+        where.update(dict.fromkeys(torch.load(f, map_location="cpu", mmap=True, weights_only=True), f))
 
     def read(name):
-        return where[name][name]
+        return torch.load(where[name], map_location="cpu", mmap=True, weights_only=True)[name].to(
+            torch.float32, copy=True)
     return read
 
 
