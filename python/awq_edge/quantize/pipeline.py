@@ -167,7 +167,6 @@ def quantize_model(model_path, output_path, options: QuantizeOptions = None, pro
         calibration = calibration_samples(tokenizer, options.calibration, options.n_samples, options.seqlen,
                                           options.seed)
     head_scheme = {"fp16": "f16", "int8": "q8_row", "int4": f"q4_g{group_size}"}[options.lm_head]
-    decoder_scheme = f"q{options.bits}_g{group_size}"
     counts = {"parameters": 0, "linear_weights": 0, "linear_bytes": 0}
     scale_losses = {}
 
@@ -189,21 +188,9 @@ def quantize_model(model_path, output_path, options: QuantizeOptions = None, pro
         layers = range(config.num_hidden_layers)
         for i in (progress(layers) if progress else layers):
             layer = loader.layer(i)
+            clips = {}
             if calibration is not None:
-                with torch.no_grad():
-                    x_next, features = awq.layer_forward(x, layer, config, cos, sin)
-                    scales, scale_losses[i] = awq.search_layer_scales(
-                        layer, features, config, cos, sin, options.bits, group_size, options.n_grid,
-                        options.search_samples)
-                    awq.apply_scales(layer, scales, config)
-                    clips = {}
-                    if options.clip:
-                        awq.scale_features(features, scales, config)
-                        clips = awq.search_layer_clips(layer, features, config, options.bits, group_size)
-                    del features
-                x = x_next
-            else:
-                clips = {}
+                x, clips, scale_losses[i] = _awq_layer(layer, x, config, cos, sin, options, group_size)
             for short, canonical in LINEARS.items():
                 weight = layer[short]
                 counts["parameters"] += weight.numel()
@@ -247,6 +234,22 @@ def quantize_model(model_path, output_path, options: QuantizeOptions = None, pro
     return QuantizeReport(output_path, time.perf_counter() - started, output_path.stat().st_size,
                           counts["parameters"], counts["linear_weights"], counts["linear_bytes"], group_size,
                           scale_losses)
+
+
+def _awq_layer(layer: dict, x: torch.Tensor, config: ModelConfig, cos, sin, options: QuantizeOptions,
+               group_size: int):
+    """Search and fold the layer's scales (in place), search its clips: -> (next layer's input from the float
+    layer, clips by linear, scale-search losses)."""
+    with torch.no_grad():
+        x_next, features = awq.layer_forward(x, layer, config, cos, sin)
+        scales, losses = awq.search_layer_scales(layer, features, config, cos, sin, options.bits, group_size,
+                                                 options.n_grid, options.search_samples)
+        awq.apply_scales(layer, scales, config)
+        clips = {}
+        if options.clip:
+            awq.scale_features(features, scales, config)
+            clips = awq.search_layer_clips(layer, features, config, options.bits, group_size)
+    return x_next, clips, losses
 
 
 def _encode(module: str, weight: torch.Tensor, scheme: str, group_size: int) -> dict:
