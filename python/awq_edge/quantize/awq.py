@@ -70,39 +70,36 @@ def expand_kv_scales(kv_scales: torch.Tensor, config: ModelConfig) -> torch.Tens
     return kv_scales.view(nkv, 1, d).expand(nkv, nh // nkv, d).reshape(nh * d)
 
 
+SCALE_GROUPS = {  # group -> (previous op, which gets 1/s; the linears whose input columns get s)
+    "attn_in": ("attn_norm", ("q", "k", "v")),
+    "o_in": ("v", ("o",)),
+    "mlp_in": ("mlp_norm", ("gate", "up")),
+    "down_in": ("up", ("down",)),
+}
+
+
+def column_scales(group: str, s: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The scales of the group's linears' input columns ("o_in" is searched at kv size)."""
+    return expand_kv_scales(s, config) if group == "o_in" else s
+
+
 def apply_scales(layer: dict, scales: dict, config: ModelConfig) -> None:
     """Fold per-group scales into `layer` in place; the float layer computes the same function after.
     scales: group name -> s, with "o_in" of kv size (n_kv * D,)."""
-    if "attn_in" in scales:
-        s = scales["attn_in"]
-        layer["attn_norm"] = layer["attn_norm"] / s
-        for name in ("q", "k", "v"):
-            layer[name] = layer[name] * s
-    if "o_in" in scales:
-        s = scales["o_in"]
-        layer["v"] = layer["v"] / s[:, None]
-        if "v_bias" in layer:
-            layer["v_bias"] = layer["v_bias"] / s
-        layer["o"] = layer["o"] * expand_kv_scales(s, config)
-    if "mlp_in" in scales:
-        s = scales["mlp_in"]
-        layer["mlp_norm"] = layer["mlp_norm"] / s
-        for name in ("gate", "up"):
-            layer[name] = layer[name] * s
-    if "down_in" in scales:
-        s = scales["down_in"]
-        layer["up"] = layer["up"] / s[:, None]
-        if "up_bias" in layer:
-            layer["up_bias"] = layer["up_bias"] / s
-        layer["down"] = layer["down"] * s
+    for group, s in scales.items():
+        previous, linears = SCALE_GROUPS[group]
+        weight = layer[previous]
+        layer[previous] = weight / (s if weight.ndim == 1 else s[:, None])  # a norm weight, or a linear's rows
+        if f"{previous}_bias" in layer:
+            layer[f"{previous}_bias"] = layer[f"{previous}_bias"] / s
+        for name in linears:
+            layer[name] = layer[name] * column_scales(group, s, config)
 
 
 def scale_features(features: LayerFeatures, scales: dict, config: ModelConfig) -> None:
     """The linears' inputs after folding: each divided by its group's scales."""
-    features.attn_in = features.attn_in / scales["attn_in"]
-    features.o_in = features.o_in / expand_kv_scales(scales["o_in"], config)
-    features.mlp_in = features.mlp_in / scales["mlp_in"]
-    features.down_in = features.down_in / scales["down_in"]
+    for group, s in scales.items():
+        setattr(features, group, getattr(features, group) / column_scales(group, s, config))
 
 
 def _candidate_scales(means: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -128,7 +125,6 @@ def search_layer_scales(layer: dict, features: LayerFeatures, config: ModelConfi
         "mlp_in": (lambda w: mlp(mlp_in, w)),
         "down_in": (lambda w: F.linear(down_in, w["down"], w.get("down_bias"))),
     }
-    scaled_linears = {"attn_in": ("q", "k", "v"), "o_in": ("o",), "mlp_in": ("gate", "up"), "down_in": ("down",)}
     best, losses = {}, {}
     for group, forward in forwards.items():
         with torch.no_grad():
@@ -137,10 +133,10 @@ def search_layer_scales(layer: dict, features: LayerFeatures, config: ModelConfi
             best_loss = float("inf")
             for step in range(n_grid):
                 s = _candidate_scales(means[group], step / n_grid)
-                column_scales = expand_kv_scales(s, config) if group == "o_in" else s
+                columns = column_scales(group, s, config)
                 trial = dict(layer)
-                for name in scaled_linears[group]:
-                    trial[name] = fake_quantize(layer[name] * column_scales, bits, group_size) / column_scales
+                for name in SCALE_GROUPS[group][1]:
+                    trial[name] = fake_quantize(layer[name] * columns, bits, group_size) / columns
                 loss = (forward(trial) - reference).pow(2).mean().item()
                 losses[group].append(loss)
                 if loss < best_loss:
