@@ -29,6 +29,18 @@ uint64_t dimension(const json::Value& config, const char* key) {
   return static_cast<uint64_t>(value.as_int());
 }
 
+// The sizes section 6 of FORMAT.md is written in.
+struct ModelDims {
+  uint64_t hidden, inter, vocab, layers, q_dim, kv_dim;
+};
+
+ModelDims read_dims(const json::Value& config) {
+  const uint64_t head_dim = dimension(config, "head_dim");
+  return {dimension(config, "hidden_size"), dimension(config, "intermediate_size"),
+          dimension(config, "vocab_size"), dimension(config, "num_hidden_layers"),
+          dimension(config, "num_attention_heads") * head_dim, dimension(config, "num_key_value_heads") * head_dim};
+}
+
 Scheme parse_field(const json::Value& value, const std::string& where) {
   if (!value.is_string()) invalid(where + ": expected a scheme name (string), found " + value.type_name());
   const auto scheme = Scheme::parse(value.as_string());
@@ -65,13 +77,7 @@ std::string Scheme::name() const {
 std::vector<Module> model_modules(const json::Value& metadata) {
   const json::Value& config = member(metadata, "metadata", "config");
   const json::Value& quant = member(metadata, "metadata", "quantization");
-  const uint64_t hidden = dimension(config, "hidden_size");
-  const uint64_t inter = dimension(config, "intermediate_size");
-  const uint64_t vocab = dimension(config, "vocab_size");
-  const uint64_t layers = dimension(config, "num_hidden_layers");
-  const uint64_t head_dim = dimension(config, "head_dim");
-  const uint64_t q_dim = dimension(config, "num_attention_heads") * head_dim;
-  const uint64_t kv_dim = dimension(config, "num_key_value_heads") * head_dim;
+  const auto [hidden, inter, vocab, layers, q_dim, kv_dim] = read_dims(config);
 
   const json::Value& bits = member(quant, "metadata.quantization", "bits");
   const json::Value& group_size = member(quant, "metadata.quantization", "group_size");
@@ -155,12 +161,7 @@ std::vector<TensorSpec> expected_tensors(const json::Value& metadata) {
     for (TensorSpec& spec : module_tensors(module)) specs.push_back(std::move(spec));
   }
   const json::Value& config = member(metadata, "metadata", "config");
-  const uint64_t hidden = dimension(config, "hidden_size");
-  const uint64_t inter = dimension(config, "intermediate_size");
-  const uint64_t layers = dimension(config, "num_hidden_layers");
-  const uint64_t head_dim = dimension(config, "head_dim");
-  const uint64_t q_dim = dimension(config, "num_attention_heads") * head_dim;
-  const uint64_t kv_dim = dimension(config, "num_key_value_heads") * head_dim;
+  const auto [hidden, inter, vocab, layers, q_dim, kv_dim] = read_dims(config);
   const bool attention_bias = member(config, "metadata.config", "attention_bias").as_bool();
   const bool attention_out_bias = member(config, "metadata.config", "attention_out_bias").as_bool();
   const bool mlp_bias = member(config, "metadata.config", "mlp_bias").as_bool();

@@ -68,12 +68,16 @@ def module_tensor_specs(module: str, scheme: Scheme, rows: int, cols: int) -> di
     }
 
 
+def _dims(config: Mapping) -> tuple:
+    """(hidden, intermediate, vocab, q_dim, kv_dim): the sizes section 6 of FORMAT.md is written in."""
+    return (config["hidden_size"], config["intermediate_size"], config["vocab_size"],
+            config["num_attention_heads"] * config["head_dim"], config["num_key_value_heads"] * config["head_dim"])
+
+
 def model_modules(metadata: Mapping) -> dict:
     """module name -> (Scheme, N, K) for every weight matrix of the model in `metadata`."""
     config, quant = metadata["config"], metadata["quantization"]
-    hidden, inter, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
-    q_dim = config["num_attention_heads"] * config["head_dim"]
-    kv_dim = config["num_key_value_heads"] * config["head_dim"]
+    hidden, inter, vocab, q_dim, kv_dim = _dims(config)
     decoder = grouped_scheme(quant["bits"], quant["group_size"])
     overrides = {name: parse_scheme(text) for name, text in quant.get("overrides", {}).items()}
     modules = {"embed": (parse_scheme(quant["embedding"]), vocab, hidden)}
@@ -98,9 +102,7 @@ def model_modules(metadata: Mapping) -> dict:
 def expected_tensors(metadata: Mapping) -> dict:
     """name -> (dtype name, shape) of every tensor a file with this metadata holds (FORMAT.md section 6)."""
     config = metadata["config"]
-    hidden, inter = config["hidden_size"], config["intermediate_size"]
-    q_dim = config["num_attention_heads"] * config["head_dim"]
-    kv_dim = config["num_key_value_heads"] * config["head_dim"]
+    hidden, inter, _, q_dim, kv_dim = _dims(config)
     specs = {}
     for module, (scheme, rows, cols) in model_modules(metadata).items():
         specs.update(module_tensor_specs(module, scheme, rows, cols))
