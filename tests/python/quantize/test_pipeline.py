@@ -12,7 +12,7 @@ from awq_edge.quantize import QuantizeError, QuantizeOptions, quantize_model, re
 from awq_edge.quantize.grouped import fake_quantize
 from awq_edge.reference.decoder import decoder_layer, layer_weights, rope_cos_sin
 from awq_edge.corpus import BUILTIN_EVALUATION, read_texts
-from tiny_models import save_tiny_model, tiny_hf_model
+from tiny_models import save_tiny_model, tiny_hf_model, tiny_tokenizer
 
 SMALL_CALIBRATION = dict(n_samples=8, seqlen=64)
 
@@ -68,9 +68,7 @@ def test_awq_layer_error_is_below_rtn(tmp_path, bits):
     with torch.no_grad():
         model.model.embed_tokens.weight[:, :6] *= 15.0
     model.save_pretrained(tmp_path / "model")
-    save_tiny_model("llama", tmp_path / "unused")  # the same tokenizer files
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (tmp_path / "model" / name).write_bytes((tmp_path / "unused" / name).read_bytes())
+    tiny_tokenizer().save_pretrained(tmp_path / "model")
     options = dict(bits=bits, group_size=32, **SMALL_CALIBRATION)
     quantize_model(tmp_path / "model", tmp_path / "awq.awqe", QuantizeOptions(method="awq", **options))
     quantize_model(tmp_path / "model", tmp_path / "rtn.awqe", QuantizeOptions(method="rtn", **options))
@@ -155,9 +153,8 @@ def test_too_little_calibration_text_is_a_clear_error(llama_dir, tmp_path):
 def test_sharded_safetensors_checkpoint(tmp_path):
     model = tiny_hf_model("llama")
     model.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+    tiny_tokenizer().save_pretrained(tmp_path / "sharded")
     save_tiny_model("llama", tmp_path / "single")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (tmp_path / "sharded" / name).write_bytes((tmp_path / "single" / name).read_bytes())
     assert len(list((tmp_path / "sharded").glob("*.safetensors"))) > 1
     quantize_model(tmp_path / "sharded", tmp_path / "a.awqe", QuantizeOptions(method="rtn", group_size=64))
     quantize_model(tmp_path / "single", tmp_path / "b.awqe", QuantizeOptions(method="rtn", group_size=64))
