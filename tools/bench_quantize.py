@@ -57,11 +57,10 @@ def main() -> None:
         return child(model, method, int(bits), out, json.loads(args.child_options))
 
     import torch
-    from awq_edge.checkpoint import open_checkpoint
     from awq_edge.corpus import BUILTIN_EVALUATION, read_texts
     from awq_edge.default_model import default_model_path
-    from awq_edge.evaluate import load_awqe_as_transformers, perplexity, transformers_logits
-    from transformers import AutoModelForCausalLM
+    from awq_edge.evaluate import load_awqe_as_transformers, load_source_as_transformers, perplexity, \
+        transformers_logits
 
     model = Path(args.model) if args.model else default_model_path()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="awq_edge_bench_"))
@@ -78,12 +77,9 @@ def main() -> None:
         costs[(method, bits)] = json.loads(result.stdout.strip().splitlines()[-1])
 
     text = read_texts(BUILTIN_EVALUATION)
-    tokenizer = open_checkpoint(model).tokenizer()
+    fp, tokenizer = load_source_as_transformers(model)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     ids = torch.tensor(ids[: args.eval_tokens] if args.eval_tokens else ids)
-    load = dict(gguf_file=model.name) if model.is_file() else {}
-    fp = AutoModelForCausalLM.from_pretrained(model.parent if model.is_file() else model, dtype=torch.float32,
-                                              **load).eval()
     print("evaluating the float model ...", flush=True)
     fp_ppl = perplexity(transformers_logits(fp), ids, args.window, args.stride)
     del fp

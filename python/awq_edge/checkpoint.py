@@ -4,11 +4,10 @@ open_checkpoint(path) accepts
   - a Hugging Face model directory with *.safetensors (sharded or not): tensors are read lazily,
     one at a time, from memory-mapped files;
   - a Hugging Face model directory with pytorch_model*.bin: torch.load(mmap=True), also lazy;
-  - a .gguf file: transformers loads and dequantizes the whole model (it has no lazy GGUF path),
-    so peak memory for GGUF input is the whole model in float32.
+  - a .gguf file: transformers loads and dequantizes the whole model (it has no lazy GGUF path) on
+    the first tensor read, so peak memory for GGUF input is the whole model in float32.
 Tensors are addressed by their Hugging Face state_dict names and returned as float32.
 """
-import json
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ class Checkpoint:
         self.path = path
         self.source_format = source_format  # "safetensors" | "pytorch_bin" | "gguf"
         self.hf_config = hf_config
-        self.config = ModelConfig.from_hf(hf_config)
+        self.config = ModelConfig.from_hf(hf_config)  # raises UnsupportedModelError naming what is supported
         self._read = tensor_reader
         self._load_tokenizer = tokenizer_loader
 
@@ -55,7 +54,6 @@ def open_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"'{path}' has no config.json: not a Hugging Face model directory")
     from transformers import AutoConfig
     hf_config = AutoConfig.from_pretrained(path)
-    _check_supported(hf_config)
     safetensors_files = sorted(path.glob("*.safetensors"))
     bin_files = sorted(path.glob("pytorch_model*.bin"))
     if safetensors_files:
@@ -67,10 +65,6 @@ def open_checkpoint(path) -> Checkpoint:
     else:
         raise CheckpointError(f"'{path}' has neither *.safetensors nor pytorch_model*.bin weight files")
     return Checkpoint(path, source_format, hf_config, reader, lambda: _auto_tokenizer(path))
-
-
-def _check_supported(hf_config) -> None:
-    ModelConfig.from_hf(hf_config)  # raises UnsupportedModelError naming what is supported
 
 
 def _safetensors_reader(files):
@@ -114,14 +108,17 @@ def _open_gguf(path: Path) -> Checkpoint:
         hf_config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
     except Exception as error:
         raise CheckpointError(f"'{path}': transformers cannot read this GGUF file ({error})") from error
-    _check_supported(hf_config)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    state = {name: tensor.detach() for name, tensor in model.state_dict().items()}
-    del model
+    state = {}
+
+    def read(name):
+        if not state:  # the whole model, once, on the first read
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            state.update((key, tensor.detach()) for key, tensor in model.state_dict().items())
+        return state[name]
 
     def load_tokenizer():
         return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    return Checkpoint(path, "gguf", hf_config, state.__getitem__, load_tokenizer)
+    return Checkpoint(path, "gguf", hf_config, read, load_tokenizer)
 
 
 __all__ = ["Checkpoint", "CheckpointError", "UnsupportedModelError", "open_checkpoint"]

@@ -127,24 +127,16 @@ def _eval(args) -> int:
     import torch
 
     from .corpus import read_texts
-    from .evaluate import load_awqe_as_transformers, perplexity, transformers_logits
+    from .evaluate import load_awqe_as_transformers, load_source_as_transformers, perplexity, transformers_logits
 
     text = read_texts(args.text)
     rows, baseline_ppl, ids = [], None, None
     if args.baseline:
-        from transformers import AutoModelForCausalLM
-
-        from .checkpoint import open_checkpoint
-        source = open_checkpoint(args.baseline)
-        tokenizer = source.tokenizer()
+        model, tokenizer = load_source_as_transformers(args.baseline)
         ids = _token_ids(tokenizer, text, args.max_tokens)
-        path = Path(args.baseline)
-        load = dict(gguf_file=path.name) if path.is_file() else {}
-        model = AutoModelForCausalLM.from_pretrained(path.parent if path.is_file() else path,
-                                                     dtype=torch.float32, **load).eval()
         ppl = perplexity(transformers_logits(model), ids, args.window, args.stride)
         baseline_ppl = ppl.value
-        rows.append([path.name, "float32", "-", "-", "-", f"{ppl.value:.3f}", "-", ppl.tokens])
+        rows.append([Path(args.baseline).name, "float32", "-", "-", "-", f"{ppl.value:.3f}", "-", ppl.tokens])
         del model
     for file in args.files:
         model, tokenizer = load_awqe_as_transformers(file)

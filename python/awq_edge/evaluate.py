@@ -55,6 +55,18 @@ def load_awqe_as_transformers(path):
     return model.eval(), tokenizer_from_metadata(awqe.metadata["tokenizer"])
 
 
+def load_source_as_transformers(path):
+    """(transformers model in float32, tokenizer) of a source model: HF directory or .gguf file."""
+    from transformers import AutoModelForCausalLM
+
+    from .checkpoint import open_checkpoint
+    source = open_checkpoint(path)  # checks the architecture; reads no weights
+    where = dict(gguf_file=source.path.name) if source.path.is_file() else {}
+    directory = source.path.parent if source.path.is_file() else source.path
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, **where)
+    return model.eval(), source.tokenizer()
+
+
 def tokenizer_from_metadata(meta: dict):
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast

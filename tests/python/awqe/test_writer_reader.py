@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from awq_edge.awqe import AwqeFile, AwqeWriter, FormatError, expected_tensors
-from awq_edge.awqe.packing import pack_bits
 from awq_edge.awqe.schemes import dequantize_module, encode_grouped, encode_q8_row, grouped_scheme, parse_scheme
 from awqe_samples import random_tensors, tiny_metadata, write_tiny_file
 
