@@ -148,7 +148,7 @@ void Generator::start(const std::vector<int32_t>& prompt, const GenerationOption
   held_back_.clear();
   text_closed_ = false;
   sampler_ = std::make_unique<Sampler>(options.sampling, static_cast<int32_t>(config.vocab_size));
-  stream_ = std::make_unique<TextStream>(*tokenizer_);
+  stream_ = std::make_unique<TextStream>(*tokenizer_, /*skip_special_tokens=*/true);
   result_.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
 
   const Clock::time_point begin = Clock::now();

@@ -41,7 +41,7 @@ def test_stream_pieces_join_to_the_generated_text(llama):
         pieces = list(generator.stream(PROMPT, max_new_tokens=30, ignore_eos=True))
         assert "".join(pieces) == text
         assert generator.last_result.text == text
-        assert generator.detokenize(generator.last_result.tokens) == text
+        assert generator.detokenize(generator.last_result.tokens, skip_special_tokens=True) == text
 
 
 def test_prompt_prefix_is_reused_from_the_cache(llama):

@@ -72,7 +72,7 @@ struct GenerationStats {
 
 struct GenerationResult {
   std::vector<int32_t> tokens;  // generated ids (a stop or end-of-sequence token included)
-  std::string text;             // their text, cut before a stop string
+  std::string text;             // their text without special tokens, cut before a stop string
   FinishReason finish_reason = FinishReason::None;
   GenerationStats stats;
 };
