@@ -78,7 +78,7 @@ def test_odd_rows_and_batches(scheme, rows, m, level):
 @pytest.mark.parametrize("level", LEVEL_PARAMS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("cols", [32, 64, 128, 576, 1536, 2880])
-@pytest.mark.parametrize("m", [1, 5])
+@pytest.mark.parametrize("m", [1, 5, 9])
 def test_columns(scheme, cols, m, level):
     if cols % min_cols(scheme):
         pytest.skip(f"{scheme} needs K to be a multiple of {min_cols(scheme)}")
@@ -88,7 +88,7 @@ def test_columns(scheme, cols, m, level):
 @pytest.mark.parametrize("level", LEVEL_PARAMS)
 @pytest.mark.parametrize("scheme", ["f16", "q8_row"])
 @pytest.mark.parametrize("cols", [1, 7, 8, 15, 33, 100])
-@pytest.mark.parametrize("m", [1, 6])
+@pytest.mark.parametrize("m", [1, 6, 9])
 def test_dense_schemes_any_column_count(scheme, cols, m, level):
     check_linear(scheme, 9, cols, m, level, threads=2)
 
@@ -97,7 +97,7 @@ def test_dense_schemes_any_column_count(scheme, cols, m, level):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("scheme", ["f16", "q8_row", "q4_g64", "q3_g128"])
 def test_thread_counts(scheme, threads, level):
-    for m in (1, 7):
+    for m in (1, 7, 13):
         check_linear(scheme, 200, 384, m, level, threads)
 
 
@@ -109,8 +109,8 @@ def test_smollm2_shapes_avx2_vs_reference(scheme):
         if cols % min_cols(scheme):
             continue
         tensors, weight = random_module(scheme, rows, cols, seed=rows + cols)
-        x = np.random.default_rng(3).standard_normal((3, cols)).astype(np.float32)
-        for m in (1, 3):
+        x = np.random.default_rng(3).standard_normal((9, cols)).astype(np.float32)
+        for m in (1, 3, 9):
             reference = cpu_kernels.linear(scheme, rows, cols, tensors, x[:m], level="reference", threads=2)
             fast = cpu_kernels.linear(scheme, rows, cols, tensors, x[:m], level="avx2", threads=2)
             assert_close(fast, x[:m], weight, ref=reference.astype(np.float64))
