@@ -75,9 +75,9 @@ void permute_to_nibble_order(const float* x, int64_t m, int64_t cols, float* out
 // m < kMinTiledRows: matrix-vector kernels. Each computes y[n0 .. n0 + R) for R <= kRows rows.
 // ---------------------------------------------------------------------------------------------
 
-// Decode of grouped schemes: x quantized per group to int16 (x[k] ~ x_scale[j] * x_q[k], |x_q| <= 32767, a relative
-// error of at most 1.5e-5 of the group's largest |x|), x_q in nibble order with L = 16 (below), so
-// that the inner loop is integer multiply-adds: vpmaddwd multiplies 16 int16 pairs and adds
+// Decode of grouped schemes: x quantized per group to int16 (x[k] ~ x_scale[j] * x_q[k],
+// |x_q| <= 32767, a relative error of at most 1.5e-5 of the group's largest |x|), x_q in nibble
+// order with L = 16 (below), so that the inner loop is integer multiply-adds: vpmaddwd multiplies 16 int16 pairs and adds
 // neighbours into 8 int32 lanes. 16 bytes of a row (32 columns) widened to 16 uint16 lanes:
 //
 //   lane           0     1     2    ...   15
