@@ -3,31 +3,36 @@
 //
 // Two paths, both split over threads by blocks of output rows:
 //
-//   m == 1 (decode): matrix-vector kernels that stream W once in its stored form, kRows rows at a
-//     time so that each load of x serves kRows rows. Decode time is the time to read W.
-//   m >= 2 (prefill): W is dequantized kTileRows rows at a time into an fp32 tile (kTileRows x K,
-//     36 KiB for K = 576, 256 KiB for K = 4096: L2) that is multiplied with all m rows of x by a 4 x 2 register-blocked
-//     kernel, so the unpacking cost is paid once per tile instead of once per token.
+//   m < kMinTiledRows (decode): one matrix-vector product per row of x, streaming W once in its
+//     stored form, kRows rows of W at a time so that each load of x serves kRows rows.
+//     f16 / q8_row: fp32 FMAs. Grouped: x is rounded to int16 per group and the inner loop is
+//     integer multiply-adds (vpmaddwd: 16 products a uop), twice the fp32 path's speed.
+//   m >= kMinTiledRows (prefill): W is dequantized kTileRows rows at a time into an fp32 tile
+//     (kTileRows x K: 54 KiB for K = 576, 384 KiB for K = 4096; L1/L2) that is multiplied with all
+//     m rows of x by a 4 x 3 register-blocked kernel, so the unpacking is paid once per tile, not
+//     once per token.
 //
 // Grouped schemes read W in the q4 layout (q3 is widened to it at pack time): a row is K/2
 // bytes, byte b holding column 2b in its low nibble and column 2b+1 in its high nibble. Widening
-// 8 bytes to 8 int32 lanes (vpmovzxbd) gives, for the 16 columns c..c+15:
+// bytes to lanes (vpmovzxbd: 8 bytes -> 8 int32, vpmovzxbw: 16 bytes -> 16 int16) gives, for the
+// 2L columns c .. c+2L-1 (L = 8 or 16 lanes):
 //
-//   lane           0     1     2    ...   7
-//   byte & 0xF     c     c+2   c+4  ...   c+14     (even columns)
-//   byte >> 4      c+1   c+3   c+5  ...   c+15     (odd columns)
+//   lane           0     1     2    ...   L-1
+//   byte & 0xF     c     c+2   c+4  ...   c+2L-2     (even columns)
+//   byte >> 4      c+1   c+3   c+5  ...   c+2L-1     (odd columns)
 //
-// so instead of shuffling W, these kernels work in "nibble order", where every 16 columns are
-// stored even ones first: x (m x K values a call) is permuted once into that order, and the
-// dequantized tiles are written in it. Groups (32..128 columns) are unions of whole 16-column
-// blocks, so groups are the same in both orders.
+// so instead of shuffling W these kernels work in "nibble order", where every 2L columns are
+// stored even ones first: x is permuted once a call into that order (m x K values), and the
+// dequantized tiles are written in it. Groups (32..128 columns) are unions of whole blocks of
+// 2L columns, so they are the same in both orders.
 //
-// The zero point is factored out of the matrix-vector product:
+// On the decode path the zero point is factored out:
 //   y[n] = sum_j s[n][j] * (sum_{k in j} q[n][k] x[k])  -  sum_j s[n][j] z[n][j] xsum[j]
 // with xsum[j] = sum_{k in group j} x[k] computed once a call: the inner loop is q * x only.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "linear_layout.h"
@@ -37,9 +42,10 @@ namespace awq_edge::cpu {
 namespace {
 
 constexpr int kRows = 4;        // rows of W per matrix-vector iteration (each x load serves 4)
-constexpr int kTileRows = 16;   // rows of W dequantized at once on the m >= 2 path
+constexpr int kTileRows = 24;   // rows of W dequantized at once on the tiled path
 constexpr int kTileXRows = 4;   // register block of the tile kernel: 4 rows of x ...
-constexpr int kTileWRows = 2;   // ... times 2 rows of W = 8 accumulators
+constexpr int kTileWRows = 3;   // ... times 3 rows of W = 12 accumulators (+ 4 loaded vectors)
+constexpr int kMinTiledRows = 8;  // below this many rows of x, m matrix-vector products are faster
 
 float horizontal_sum(__m256 v) {
   __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -55,7 +61,7 @@ __m256i load_8_bytes(const uint8_t* bytes) {
   return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes)));
 }
 
-// x (m, K) -> (m, K) in nibble order: every 16 values, the even-indexed ones first.
+// x (m, K) -> (m, K) in the tiled path's nibble order (L = 8): every 16 values, the even-indexed first.
 void permute_to_nibble_order(const float* x, int64_t m, int64_t cols, float* out) {
   for (int64_t i = 0; i < m * cols; i += 16) {
     for (int lane = 0; lane < 8; ++lane) {
@@ -66,40 +72,79 @@ void permute_to_nibble_order(const float* x, int64_t m, int64_t cols, float* out
 }
 
 // ---------------------------------------------------------------------------------------------
-// m == 1: matrix-vector kernels. Each computes y[n0 .. n0 + R) for R <= kRows rows.
+// m < kMinTiledRows: matrix-vector kernels. Each computes y[n0 .. n0 + R) for R <= kRows rows.
 // ---------------------------------------------------------------------------------------------
 
-// Grouped: x_nibble (K) in nibble order, x_group_sums (K / kGroup).
+// Decode of grouped schemes: x quantized per group to int16 (x[k] ~ x_scale[j] * x_q[k],
+// |x_q| <= 32767, a relative error of at most 1.5e-5 of the group's largest |x|), x_q in nibble
+// order with L = 16 (below), so that the inner loop is integer multiply-adds: vpmaddwd multiplies 16 int16 pairs and adds
+// neighbours into 8 int32 lanes. 16 bytes of a row (32 columns) widened to 16 uint16 lanes:
+//
+//   lane           0     1     2    ...   15
+//   byte & 0xF     c     c+2   c+4  ...   c+30     x_q[c .. c+16)  holds x[c], x[c+2], ...
+//   byte >> 4      c+1   c+3   c+5  ...   c+31     x_q[c+16 .. c+32) holds x[c+1], x[c+3], ...
+//
+// Per group and row the int32 sum (at most 128 * 15 * 32767 < 2^31) is scaled by s * x_scale.
+struct QuantizedX {
+  std::vector<int16_t> values;  // (K) in 32-column nibble order
+  std::vector<float> scales;    // (K / g)
+  std::vector<float> sums;      // (K / g): x_scale * sum of the group's x_q, for the zero points
+};
+
+void quantize_x(const float* x, int64_t cols, int group_size, QuantizedX& out) {
+  const int64_t groups = cols / group_size;
+  out.values.resize(static_cast<size_t>(cols));
+  out.scales.resize(static_cast<size_t>(groups));
+  out.sums.resize(static_cast<size_t>(groups));
+  for (int64_t j = 0; j < groups; ++j) {
+    const float* group = x + j * group_size;
+    float largest = 0.0f;
+    for (int k = 0; k < group_size; ++k) largest = std::max(largest, std::fabs(group[k]));
+    const float scale = largest / 32767.0f;
+    const float inverse = largest > 0.0f ? 32767.0f / largest : 0.0f;
+    int32_t sum = 0;
+    for (int k = 0; k < group_size; ++k) {
+      const int16_t q = static_cast<int16_t>(std::lrintf(group[k] * inverse));
+      sum += q;
+      const int within = k % 32;  // 32-column nibble order
+      out.values[j * group_size + (k - within) + (within % 2) * 16 + within / 2] = q;
+    }
+    out.scales[j] = scale;
+    out.sums[j] = scale * static_cast<float>(sum);
+  }
+}
+
 template <int R, int kGroup>
-void grouped_matvec(const LinearWeight& w, const float* x_nibble, const float* x_group_sums, int64_t n0, float* y) {
+void grouped_matvec(const LinearWeight& w, const QuantizedX& x, int64_t n0, float* y) {
   const LinearWeight::Layout& layout = *w.layout;
   const int64_t cols = w.cols, groups = cols / kGroup;
   const uint8_t* rows[R];
   for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + (n0 + r) * cols / 8);
   const uint16_t* scales = layout.scales + n0 * groups;
   const uint8_t* zeros = layout.zeros.data() + n0 * groups;
-  const __m256i low_nibble = _mm256_set1_epi32(0xF);
+  const __m256i low_nibble = _mm256_set1_epi16(0xF);
 
   __m256 acc[R];
   float zero_terms[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), zero_terms[r] = 0.0f;
   for (int64_t j = 0; j < groups; ++j) {
-    __m256 even[R], odd[R];  // two chains a row: 2R independent FMAs per 16 columns
-    for (int r = 0; r < R; ++r) even[r] = _mm256_setzero_ps(), odd[r] = _mm256_setzero_ps();
-    for (int c = 0; c < kGroup; c += 16) {
+    __m256i dot[R];
+    for (int r = 0; r < R; ++r) dot[r] = _mm256_setzero_si256();
+    for (int c = 0; c < kGroup; c += 32) {
       const int64_t k = j * kGroup + c;
-      const __m256 x_even = _mm256_loadu_ps(x_nibble + k);
-      const __m256 x_odd = _mm256_loadu_ps(x_nibble + k + 8);
+      const __m256i x_even = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.values.data() + k));
+      const __m256i x_odd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.values.data() + k + 16));
       for (int r = 0; r < R; ++r) {
-        const __m256i bytes = load_8_bytes(rows[r] + k / 2);
-        even[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(bytes, low_nibble)), x_even, even[r]);
-        odd[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(bytes, 4)), x_odd, odd[r]);
+        const __m256i q = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + k / 2)));
+        const __m256i even = _mm256_madd_epi16(_mm256_and_si256(q, low_nibble), x_even);
+        const __m256i odd = _mm256_madd_epi16(_mm256_srli_epi16(q, 4), x_odd);
+        dot[r] = _mm256_add_epi32(dot[r], _mm256_add_epi32(even, odd));
       }
     }
     for (int r = 0; r < R; ++r) {
       const float scale = half_to_float(scales[r * groups + j]);
-      acc[r] = _mm256_fmadd_ps(_mm256_add_ps(even[r], odd[r]), _mm256_set1_ps(scale), acc[r]);
-      zero_terms[r] += scale * static_cast<float>(zeros[r * groups + j]) * x_group_sums[j];
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), _mm256_set1_ps(scale * x.scales[j]), acc[r]);
+      zero_terms[r] += scale * static_cast<float>(zeros[r * groups + j]) * x.sums[j];
     }
   }
   for (int r = 0; r < R; ++r) y[n0 + r] = horizontal_sum(acc[r]) - zero_terms[r];
@@ -162,12 +207,11 @@ void for_row_blocks(int64_t begin, int64_t end, const Kernel& kernel) {
 }
 
 template <int kGroup>
-void grouped_matvec_all(const LinearWeight& w, const float* x_nibble, const float* x_group_sums, float* y,
-                        ThreadPool& pool) {
+void grouped_matvec_all(const LinearWeight& w, const QuantizedX& x, float* y, ThreadPool& pool) {
   const int64_t blocks = (w.rows + kRows - 1) / kRows;
   pool.run(blocks, [&](int64_t begin, int64_t end) {
     for_row_blocks(begin * kRows, std::min(end * kRows, w.rows), [&](auto rows, int64_t n) {
-      grouped_matvec<decltype(rows)::value, kGroup>(w, x_nibble, x_group_sums, n, y);
+      grouped_matvec<decltype(rows)::value, kGroup>(w, x, n, y);
     });
   });
 }
@@ -183,7 +227,7 @@ void dense_matvec_all(const Weights& weights, const LinearWeight& w, const float
 }
 
 // ---------------------------------------------------------------------------------------------
-// m >= 2: dequantize a tile of W, multiply it with every row of x.
+// m >= kMinTiledRows: dequantize a tile of W, multiply it with every row of x.
 // ---------------------------------------------------------------------------------------------
 
 // Row n of W -> out (K fp32), in nibble order for grouped schemes, natural order otherwise.
@@ -252,10 +296,11 @@ void tile_block(const float* x, const float* tile, int64_t cols, float* y, int64
 
 template <int MX>
 void tile_block_rows(int tile_rows_left, const float* x, const float* tile, int64_t cols, float* y, int64_t y_stride) {
-  if (tile_rows_left >= kTileWRows) {
-    tile_block<MX, kTileWRows>(x, tile, cols, y, y_stride);
-  } else {
-    tile_block<MX, 1>(x, tile, cols, y, y_stride);
+  static_assert(kTileWRows == 3, "the cases below");
+  switch (std::min(tile_rows_left, kTileWRows)) {
+    case 3: return tile_block<MX, 3>(x, tile, cols, y, y_stride);
+    case 2: return tile_block<MX, 2>(x, tile, cols, y, y_stride);
+    default: return tile_block<MX, 1>(x, tile, cols, y, y_stride);
   }
 }
 
@@ -292,26 +337,35 @@ void tiled_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, Th
 
 void linear_avx2(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
   const LinearWeight::Layout& layout = *w.layout;
-  const int64_t cols = w.cols;
-  if (w.scheme.kind != Scheme::Kind::Grouped) {
-    if (m >= 2) return tiled_matmul(w, x, m, y, pool);
-    if (w.scheme.kind == Scheme::Kind::F16) return dense_matvec_all(F16Weights{layout.weight_f16, cols}, w, x, y, pool);
-    return dense_matvec_all(Q8Weights{layout.weight_q8, layout.scales, cols}, w, x, y, pool);
+  const int64_t rows = w.rows, cols = w.cols;
+  if (m >= kMinTiledRows) {
+    if (w.scheme.kind != Scheme::Kind::Grouped) return tiled_matmul(w, x, m, y, pool);
+    thread_local std::vector<float> x_nibble;
+    x_nibble.resize(static_cast<size_t>(m * cols));
+    permute_to_nibble_order(x, m, cols, x_nibble.data());
+    return tiled_matmul(w, x_nibble.data(), m, y, pool);
   }
-
-  thread_local std::vector<float> x_nibble;
-  x_nibble.resize(static_cast<size_t>(m * cols));
-  permute_to_nibble_order(x, m, cols, x_nibble.data());
-  if (m >= 2) return tiled_matmul(w, x_nibble.data(), m, y, pool);
-
-  const int group_size = w.scheme.group_size;
-  thread_local std::vector<float> x_group_sums;
-  x_group_sums.assign(static_cast<size_t>(cols / group_size), 0.0f);
-  for (int64_t k = 0; k < cols; ++k) x_group_sums[k / group_size] += x[k];
-  switch (group_size) {
-    case 32: return grouped_matvec_all<32>(w, x_nibble.data(), x_group_sums.data(), y, pool);
-    case 64: return grouped_matvec_all<64>(w, x_nibble.data(), x_group_sums.data(), y, pool);
-    default: return grouped_matvec_all<128>(w, x_nibble.data(), x_group_sums.data(), y, pool);
+  for (int64_t i = 0; i < m; ++i) {
+    const float* x_row = x + i * cols;
+    float* y_row = y + i * rows;
+    switch (w.scheme.kind) {
+      case Scheme::Kind::F16:
+        dense_matvec_all(F16Weights{layout.weight_f16, cols}, w, x_row, y_row, pool);
+        break;
+      case Scheme::Kind::Q8Row:
+        dense_matvec_all(Q8Weights{layout.weight_q8, layout.scales, cols}, w, x_row, y_row, pool);
+        break;
+      case Scheme::Kind::Grouped: {
+        thread_local QuantizedX x_quantized;
+        quantize_x(x_row, cols, w.scheme.group_size, x_quantized);
+        switch (w.scheme.group_size) {
+          case 32: grouped_matvec_all<32>(w, x_quantized, y_row, pool); break;
+          case 64: grouped_matvec_all<64>(w, x_quantized, y_row, pool); break;
+          default: grouped_matvec_all<128>(w, x_quantized, y_row, pool); break;
+        }
+        break;
+      }
+    }
   }
 }
 

@@ -1,10 +1,12 @@
 // thread_pool.cpp: the CPU backend's worker threads (see thread_pool.h).
 //
-// A run() publishes one job (body, n) by bumping `generation`; worker t (1..size-1) runs chunk t
-// and the caller runs chunk 0, then the caller waits for `pending` to reach zero. A decode step
-// makes hundreds of runs a few microseconds apart, so an idle worker first spins on
-// `generation` for about kSpinRounds pause instructions (tens of microseconds) and only then
-// sleeps on the condition variable; run() takes the mutex only when someone sleeps.
+// A run() cuts [0, n) into min(size, n) chunks and publishes the job by bumping `generation`;
+// the caller and the workers claim chunks from an atomic counter until none is left, and the
+// caller returns when all are done. Claiming (rather than chunk t for thread t) matters on a
+// busy machine: a worker that the OS has descheduled holds up nothing, the caller takes its
+// chunk. A decode step makes hundreds of runs microseconds apart, so an idle worker first spins
+// on `generation` for kSpinRounds pause instructions and only then sleeps on the condition
+// variable; run() takes the mutex only when someone sleeps.
 #include "thread_pool.h"
 
 #include <algorithm>
@@ -32,7 +34,7 @@ namespace awq_edge::cpu {
 
 namespace {
 
-constexpr int kSpinRounds = 1 << 14;
+constexpr int kSpinRounds = 2048;  // ~100 us of pause instructions
 
 std::string read_first_line(const std::string& path) {
   std::ifstream file(path);
@@ -88,24 +90,37 @@ struct ThreadPool::Workers {
   int size = 1;
   std::vector<std::thread> threads;
 
-  // The current job; written by run() before `generation` is bumped.
+  // The current job; written by run() before `next_chunk` and `generation` announce it.
   const std::function<void(int64_t, int64_t)>* body = nullptr;
   int64_t n = 0;
+  uint32_t chunks = 0;
 
-  std::atomic<uint64_t> generation{0};
-  std::atomic<int> pending{0};   // workers still busy with the current job
-  std::atomic<int> sleeping{0};  // workers waiting on `wake`
+  // (job number << 32) | the next unclaimed chunk: a thread that wakes late finds another job
+  // number and claims nothing.
+  std::atomic<uint64_t> next_chunk{0};
+  std::atomic<uint32_t> done_chunks{0};
+  std::atomic<uint64_t> generation{0};  // the job number
+  std::atomic<int> sleeping{0};         // workers waiting on `wake`
   std::atomic<bool> stop{false};
   std::mutex mutex;
   std::condition_variable wake;
 
-  void run_chunk(int index) const {
-    const int64_t begin = n * index / size;
-    const int64_t end = n * (index + 1) / size;
-    if (begin < end) (*body)(begin, end);
+  // Claims and runs chunks of job `job` until none is left.
+  void work(uint64_t job) {
+    uint64_t claim = next_chunk.load();
+    for (;;) {
+      if ((claim >> 32) != (job & 0xFFFFFFFFu) || (claim & 0xFFFFFFFFu) >= chunks) return;
+      if (!next_chunk.compare_exchange_weak(claim, claim + 1)) continue;  // `claim` reloaded
+      const int64_t index = static_cast<int64_t>(claim & 0xFFFFFFFFu);
+      const int64_t begin = n * index / chunks;
+      const int64_t end = n * (index + 1) / chunks;
+      if (begin < end) (*body)(begin, end);
+      done_chunks.fetch_add(1, std::memory_order_release);
+      claim = next_chunk.load();
+    }
   }
 
-  void worker_loop(int index) {
+  void worker_loop() {
     uint64_t seen = 0;
     for (;;) {
       uint64_t current = generation.load(std::memory_order_acquire);
@@ -122,8 +137,7 @@ struct ThreadPool::Workers {
       }
       if (stop.load()) return;
       seen = current;
-      run_chunk(index);
-      pending.fetch_sub(1, std::memory_order_release);
+      work(seen);
     }
   }
 };
@@ -131,7 +145,7 @@ struct ThreadPool::Workers {
 ThreadPool::ThreadPool(int n_threads) : workers_(std::make_unique<Workers>()) {
   workers_->size = std::max(n_threads, 1);
   for (int index = 1; index < workers_->size; ++index) {
-    workers_->threads.emplace_back([this, index] { workers_->worker_loop(index); });
+    workers_->threads.emplace_back([this] { workers_->worker_loop(); });
   }
 }
 
@@ -156,14 +170,17 @@ void ThreadPool::run(int64_t n, const std::function<void(int64_t begin, int64_t 
   }
   w.body = &body;
   w.n = n;
-  w.pending.store(w.size - 1, std::memory_order_relaxed);
-  w.generation.fetch_add(1);  // seq_cst, paired with the sleeper's `sleeping` increment
+  w.chunks = static_cast<uint32_t>(std::min<int64_t>(w.size, n));
+  w.done_chunks.store(0);
+  const uint64_t job = w.generation.load() + 1;
+  w.next_chunk.store((job & 0xFFFFFFFFu) << 32);
+  w.generation.store(job);  // seq_cst, paired with the sleeper's `sleeping` increment
   if (w.sleeping.load() > 0) {
     std::lock_guard<std::mutex> lock(w.mutex);  // a worker between its check and its wait
     w.wake.notify_all();
   }
-  w.run_chunk(0);
-  for (int round = 0; w.pending.load(std::memory_order_acquire) != 0; ++round) {
+  w.work(job);  // the caller claims chunks too, so a descheduled worker delays nothing
+  for (int round = 0; w.done_chunks.load(std::memory_order_acquire) != w.chunks; ++round) {
     if (round < kSpinRounds) {
       AWQ_EDGE_CPU_RELAX();
     } else {

@@ -2,9 +2,12 @@
 dequantizer (awq_edge.awqe.schemes.dequantize_module), for every scheme, both kernel levels, odd
 shapes, several batch sizes m and thread counts; and bad tensors -> ValueError.
 
-Tolerance: with ref = x @ W.T in float64 from the reference dequantizer,
-    max |y - ref| <= 1e-4 * max |ref| + 1e-5
-(fp32 accumulation over K <= 2880 terms in a different order: observed errors are ~1e-6 relative).
+Tolerance: with ref = x @ W.T in float64 from the reference dequantizer, and the scale of the dot
+products measured by the sum of their terms' magnitudes, scale = max over (i, n) of (|x| @ |W|.T),
+    max |y - ref| <= 2e-5 * scale + 1e-6.
+The AVX2 decode path (m = 1, grouped schemes) rounds x to int16 per group (a relative error of at
+most 1.5e-5 of the group's largest |x|, which is why the bound is relative to the terms rather than
+to |ref|, which cancellation can make small); otherwise the errors are fp32 rounding, ~1e-7 of scale.
 """
 import numpy as np
 import pytest
@@ -43,10 +46,13 @@ def random_module(scheme_name: str, rows: int, cols: int, seed: int):
     return list(tensors.values()), weight
 
 
-def assert_close(y, ref):
+def assert_close(y, x, weight, ref=None):
+    """y (m, N) against ref (default: x @ W.T in float64), within the module docstring's tolerance."""
+    x, weight = x.astype(np.float64), weight.astype(np.float64)
+    ref = x @ weight.T if ref is None else ref
     assert y.shape == ref.shape and y.dtype == np.float32
     error = np.abs(y.astype(np.float64) - ref).max()
-    bound = 1e-4 * np.abs(ref).max() + 1e-5
+    bound = 2e-5 * (np.abs(x) @ np.abs(weight).T).max() + 1e-6
     assert error <= bound, f"max |y - ref| = {error:.3g} > {bound:.3g}"
 
 
@@ -54,7 +60,7 @@ def check_linear(scheme, rows, cols, m, level, threads, seed=0):
     tensors, weight = random_module(scheme, rows, cols, seed)
     x = np.random.default_rng(seed + 1).standard_normal((m, cols)).astype(np.float32)
     y = cpu_kernels.linear(scheme, rows, cols, tensors, x, level=level, threads=threads)
-    assert_close(y, x.astype(np.float64) @ weight.astype(np.float64).T)
+    assert_close(y, x, weight)
 
 
 def min_cols(scheme):
@@ -72,7 +78,7 @@ def test_odd_rows_and_batches(scheme, rows, m, level):
 @pytest.mark.parametrize("level", LEVEL_PARAMS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("cols", [32, 64, 128, 576, 1536, 2880])
-@pytest.mark.parametrize("m", [1, 5])
+@pytest.mark.parametrize("m", [1, 5, 9])
 def test_columns(scheme, cols, m, level):
     if cols % min_cols(scheme):
         pytest.skip(f"{scheme} needs K to be a multiple of {min_cols(scheme)}")
@@ -82,7 +88,7 @@ def test_columns(scheme, cols, m, level):
 @pytest.mark.parametrize("level", LEVEL_PARAMS)
 @pytest.mark.parametrize("scheme", ["f16", "q8_row"])
 @pytest.mark.parametrize("cols", [1, 7, 8, 15, 33, 100])
-@pytest.mark.parametrize("m", [1, 6])
+@pytest.mark.parametrize("m", [1, 6, 9])
 def test_dense_schemes_any_column_count(scheme, cols, m, level):
     check_linear(scheme, 9, cols, m, level, threads=2)
 
@@ -91,7 +97,7 @@ def test_dense_schemes_any_column_count(scheme, cols, m, level):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("scheme", ["f16", "q8_row", "q4_g64", "q3_g128"])
 def test_thread_counts(scheme, threads, level):
-    for m in (1, 7):
+    for m in (1, 7, 13):
         check_linear(scheme, 200, 384, m, level, threads)
 
 
@@ -102,12 +108,12 @@ def test_smollm2_shapes_avx2_vs_reference(scheme):
     for rows, cols in [(576, 576), (192, 576), (1536, 576), (576, 1536)]:
         if cols % min_cols(scheme):
             continue
-        tensors, _ = random_module(scheme, rows, cols, seed=rows + cols)
-        x = np.random.default_rng(3).standard_normal((3, cols)).astype(np.float32)
-        for m in (1, 3):
+        tensors, weight = random_module(scheme, rows, cols, seed=rows + cols)
+        x = np.random.default_rng(3).standard_normal((9, cols)).astype(np.float32)
+        for m in (1, 3, 9):
             reference = cpu_kernels.linear(scheme, rows, cols, tensors, x[:m], level="reference", threads=2)
             fast = cpu_kernels.linear(scheme, rows, cols, tensors, x[:m], level="avx2", threads=2)
-            assert_close(fast, reference.astype(np.float64))
+            assert_close(fast, x[:m], weight, ref=reference.astype(np.float64))
 
 
 @pytest.mark.parametrize("level", LEVEL_PARAMS)
@@ -136,7 +142,7 @@ def test_layer_object_is_reusable():
     layer = cpu_kernels.LinearLayer("q4_g32", 40, 96, tensors, threads=2)
     for m in (1, 4, 1):
         x = np.random.default_rng(m).standard_normal((m, 96)).astype(np.float32)
-        assert_close(layer(x), x.astype(np.float64) @ weight.astype(np.float64).T)
+        assert_close(layer(x), x, weight)
 
 
 def test_environment_queries():
