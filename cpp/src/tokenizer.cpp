@@ -43,43 +43,6 @@ std::string type_of(const json::Value& object, std::string_view where) {
 
 using namespace tokenizer;
 
-struct Tokenizer::Impl {
-  explicit Impl(const json::Value& tokenizer_json) : bpe(member(tokenizer_json, "model", "tokenizer.json")) {}
-
-  Bpe bpe;
-  std::vector<AddedToken> added;
-  AddedTokenMatcher raw_matcher, normalized_matcher;  // tokens with normalized false / true
-  Normalizer normalizer;
-  PreTokenizer pre_tokenizer;
-  SpecialTokenFrame frame;
-  Decoder decoder;
-  std::vector<std::string> added_text;  // by id; "" where the model's token applies
-  std::vector<bool> special;            // by id
-  int32_t vocab_size = 0;
-  std::optional<int32_t> bos;
-  std::vector<int32_t> eos;
-
-  void tokenize_text(const Piece& piece, std::vector<int32_t>& ids) const {
-    std::vector<Piece> words{piece};
-    pre_tokenizer.apply(words);
-    for (const Piece& word : words) bpe.tokenize(word.text, ids);
-  }
-
-  std::vector<std::string> token_strings(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
-    std::vector<std::string> tokens;
-    tokens.reserve(ids.size());
-    for (int32_t id : ids) {
-      if (id < 0 || id >= vocab_size) {
-        throw std::out_of_range("[Tokenizer] decode: token id " + std::to_string(id) +
-                                " is outside the vocabulary (0 .. " + std::to_string(vocab_size - 1) + ")");
-      }
-      if (skip_special_tokens && special[id]) continue;
-      tokens.push_back(!added_text[id].empty() ? added_text[id] : bpe.tokens()[id]);
-    }
-    return tokens;
-  }
-};
-
 namespace {
 
 std::optional<int32_t> optional_id(const json::Value* value) {
@@ -119,8 +82,10 @@ Tokenizer Tokenizer::from_metadata(const json::Value& tokenizer, const json::Val
     impl->added_text[token.id] = token.content;
     impl->special[token.id] = token.special;
     if (token.normalized && !impl->normalizer.is_identity()) {
+      // Such a token matches its normalized form, and `tokenizers` decodes it to that form too.
+      impl->added_text[token.id] = impl->normalizer.apply(token.content);
       normalized.push_back(&token);
-      normalized_patterns.push_back(impl->normalizer.apply(token.content));
+      normalized_patterns.push_back(impl->added_text[token.id]);
     } else {
       raw.push_back(&token);
       raw_patterns.push_back(token.content);
@@ -201,51 +166,5 @@ bool Tokenizer::is_special(int32_t id) const {
 }
 
 std::string Tokenizer::token_text(int32_t id) const { return impl_->token_strings({id}, false)[0]; }
-
-// ---- TextStream ------------------------------------------------------------------------------
-
-TextStream::TextStream(Tokenizer tokenizer, bool skip_special_tokens)
-    : tokenizer_(std::move(tokenizer)), skip_special_tokens_(skip_special_tokens) {}
-
-std::string TextStream::push(int32_t id) {
-  const Tokenizer::Impl& impl = *tokenizer_.impl_;
-  impl.token_strings({id}, false);  // checks the id
-  if (skip_special_tokens_ && impl.special[id]) return "";
-  window_.push_back(id);
-  return take_stable_text(false);
-}
-
-std::string TextStream::flush() {
-  std::string rest = take_stable_text(true);
-  window_.clear();
-  window_at_start_ = true;
-  emitted_in_window_ = 0;
-  return rest;
-}
-
-// The text of window_ not yet returned, up to where later tokens can no longer change it; the
-// window restarts after a token that leaves nothing pending.
-std::string TextStream::take_stable_text(bool final) {
-  const Tokenizer::Impl& impl = *tokenizer_.impl_;
-  const std::vector<std::string> tokens = impl.token_strings(window_, false);
-  const std::string text = impl.decoder.decode(tokens, window_at_start_);
-  size_t stable = text.size();
-  if (!final) {
-    if (!tokens.empty() && impl.decoder.holds_back(tokens.back())) {
-      stable = emitted_in_window_;  // a byte token may be the start of a character
-    } else {
-      // A U+FFFD at the end may be an incomplete character that the next byte completes.
-      while (stable >= emitted_in_window_ + 3 && text.compare(stable - 3, 3, "\xEF\xBF\xBD") == 0) stable -= 3;
-    }
-  }
-  std::string fresh = text.substr(emitted_in_window_, stable - emitted_in_window_);
-  emitted_in_window_ = stable;
-  if (stable == text.size() && !text.empty() && !final) {
-    window_.clear();
-    window_at_start_ = false;
-    emitted_in_window_ = 0;
-  }
-  return fresh;
-}
 
 }  // namespace awq_edge

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "awq_edge/json.h"
+#include "awq_edge/tokenizer.h"
 
 namespace awq_edge::tokenizer {
 
@@ -163,3 +165,46 @@ class Decoder {
 };
 
 }  // namespace awq_edge::tokenizer
+
+namespace awq_edge {
+
+// ---- the whole pipeline (tokenizer.cpp; TextStream in tokenizer_text_stream.cpp) ------------
+
+struct Tokenizer::Impl {
+  explicit Impl(const json::Value& tokenizer_json) : bpe(tokenizer::member(tokenizer_json, "model", "tokenizer.json")) {}
+
+  tokenizer::Bpe bpe;
+  std::vector<tokenizer::AddedToken> added;
+  tokenizer::AddedTokenMatcher raw_matcher, normalized_matcher;  // tokens with normalized false / true
+  tokenizer::Normalizer normalizer;
+  tokenizer::PreTokenizer pre_tokenizer;
+  tokenizer::SpecialTokenFrame frame;
+  tokenizer::Decoder decoder;
+  std::vector<std::string> added_text;  // by id; "" where the model's token applies
+  std::vector<bool> special;            // by id
+  int32_t vocab_size = 0;
+  std::optional<int32_t> bos;
+  std::vector<int32_t> eos;
+
+  void tokenize_text(const tokenizer::Piece& piece, std::vector<int32_t>& ids) const {
+    std::vector<tokenizer::Piece> words{piece};
+    pre_tokenizer.apply(words);
+    for (const tokenizer::Piece& word : words) bpe.tokenize(word.text, ids);
+  }
+
+  std::vector<std::string> token_strings(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+    std::vector<std::string> tokens;
+    tokens.reserve(ids.size());
+    for (int32_t id : ids) {
+      if (id < 0 || id >= vocab_size) {
+        throw std::out_of_range("[Tokenizer] decode: token id " + std::to_string(id) +
+                                " is outside the vocabulary (0 .. " + std::to_string(vocab_size - 1) + ")");
+      }
+      if (skip_special_tokens && special[id]) continue;
+      tokens.push_back(!added_text[id].empty() ? added_text[id] : bpe.tokens()[id]);
+    }
+    return tokens;
+  }
+};
+
+}  // namespace awq_edge
