@@ -6,7 +6,6 @@
 //   \s+(?!\S)    a whitespace run followed by a non-space gives all but its last character
 //                (which then starts the next piece, e.g. " word"); at the end of text, all of it.
 //   \s*[\r\n]+   a whitespace run up to and including its last \r or \n.
-#include <array>
 
 #include "tokenizer_stages.h"
 #include "unicode.h"

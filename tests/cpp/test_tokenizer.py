@@ -8,7 +8,7 @@ tokenizer exactly as a .awqe file stores it (quantize.pipeline.tokenizer_metadat
 """
 import json
 import random
-import string
+import unicodedata
 
 import pytest
 import transformers
@@ -50,6 +50,8 @@ CORPUS = [
     "\u00a0non-breaking\u2003em space\u3000ideographic space\u2028line separator\u0085next line",
     "zero\u200bwidth\u200cjoiners\u200dhere and \ufeffBOM and soft\u00adhyphen",
     "ſ long s, ß, ﬁ ligature, Ⅳ numeral, ① circled, ² superscript",
+    # decomposed and misordered marks, singletons, Hangul jamo: what NFC (Qwen2) recomposes
+    unicodedata.normalize("NFD", "Ấn Độ, Việt Nam, ǖ Ḝ ṩ 가각힣 Ω Å") + " q\u0307\u0323 a\u0301\u0323 \u0344 \u0958",
     PYDOC[123_456:126_456],
 ]
 
