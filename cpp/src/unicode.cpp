@@ -171,15 +171,6 @@ std::string utf8_lossy(std::string_view bytes) {
   return out;
 }
 
-size_t complete_utf8_prefix(std::string_view bytes) {
-  for (size_t i = 0; i < bytes.size();) {
-    const SequenceCheck check = check_sequence(bytes, i);
-    if (!check.complete && i + check.valid_bytes == bytes.size() && check.valid_bytes > 0) return i;
-    i += std::max<size_t>(check.valid_bytes, 1);
-  }
-  return bytes.size();
-}
-
 std::string nfc(std::string_view text) {
   if (std::all_of(text.begin(), text.end(), [](char c) { return static_cast<uint8_t>(c) < 0x80; })) {
     return std::string(text);

@@ -30,10 +30,6 @@ size_t utf8_sequence_length(uint8_t lead);
 // subsequence becomes one U+FFFD (Unicode's "substitution of maximal subparts").
 std::string utf8_lossy(std::string_view bytes);
 
-// The length of the longest prefix of `bytes` that is complete: it does not end inside a UTF-8
-// sequence that more bytes could still complete.
-size_t complete_utf8_prefix(std::string_view bytes);
-
 // Unicode Normalization Form C.
 std::string nfc(std::string_view text);
 
