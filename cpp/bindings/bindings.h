@@ -10,5 +10,6 @@ void bind_json(nanobind::module_& m);        // json.cpp
 void bind_model_file(nanobind::module_& m);  // model_file.cpp
 void bind_generator(nanobind::module_& m);   // generator.cpp
 void bind_cpu_kernels(nanobind::module_& m);  // cpu_kernels.cpp
+void bind_tokenizer(nanobind::module_& m);   // tokenizer.cpp
 
 }  // namespace awq_edge::bindings
