@@ -1,8 +1,10 @@
 """The C++ decoder (cpp/src/model.cpp) against Hugging Face transformers running the same dequantized weights.
 
-Both compute in float32; they differ only in summation order, so logits agree to
+Both compute in float32 and differ in summation order and, on the AVX2 decode path, in rounding the activations
+to int16 per quantization group (relative error about 1.5e-5 per value, see cpp/backends/cpu/linear_avx2.cpp),
+so logits agree to
 
-    max |engine - transformers| <= 1e-4 * max |transformers| + 1e-4    (LOGIT_TOLERANCE)
+    max |engine - transformers| <= 5e-4 * max |transformers| + 1e-4
 
 at every position of a prefill (run in chunks) and of 32 decode steps that follow it.
 """
@@ -14,7 +16,7 @@ from awq_edge.evaluate import load_awqe_as_transformers
 from awq_edge.generator import Generator
 from tiny_models import TINY_KINDS
 
-RELATIVE, ABSOLUTE = 1e-4, 1e-4
+RELATIVE, ABSOLUTE = 5e-4, 1e-4
 PROMPT, DECODE = 24, 32
 
 
@@ -76,7 +78,7 @@ def test_kv_cache_matches_full_recompute(tiny_awqe):
     full = generator.logits(ids)
     generator.reset()
     stepwise = np.concatenate([generator.logits([i]) for i in ids])
-    np.testing.assert_allclose(stepwise, full, rtol=0, atol=1e-4 * np.abs(full).max())
+    assert_logits_close(stepwise, full, "token by token vs all at once")
 
 
 def test_reset_and_chunk_size_do_not_change_logits(tiny_awqe):
@@ -87,4 +89,4 @@ def test_reset_and_chunk_size_do_not_change_logits(tiny_awqe):
     generator.logits(ids[:10])
     generator.reset()
     b = generator.logits(ids)
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+    assert_logits_close(a, b, "chunk 7 vs chunk 128 after a reset")

@@ -22,10 +22,11 @@
 
 namespace awq_edge {
 
-// "[Model] <problem>": bad arguments to the decoder (token ids, positions, context).
-class ModelError : public std::runtime_error {
+// "[Model] <problem>": bad arguments to the decoder (token ids, positions, context);
+// ValueError in Python.
+class ModelError : public std::invalid_argument {
  public:
-  using std::runtime_error::runtime_error;
+  using std::invalid_argument::invalid_argument;
 };
 
 // The decoder's view of metadata["config"] (docs/FORMAT.md section 3).
