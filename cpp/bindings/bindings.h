@@ -8,5 +8,6 @@ namespace awq_edge::bindings {
 void bind_crc32(nanobind::module_& m);       // crc32.cpp
 void bind_json(nanobind::module_& m);        // json.cpp
 void bind_model_file(nanobind::module_& m);  // model_file.cpp
+void bind_sampler(nanobind::module_& m);     // sampler.cpp
 
 }  // namespace awq_edge::bindings

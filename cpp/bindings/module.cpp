@@ -9,4 +9,5 @@ NB_MODULE(_awq_edge, m) {
   awq_edge::bindings::bind_crc32(m);
   awq_edge::bindings::bind_json(m);
   awq_edge::bindings::bind_model_file(m);
+  awq_edge::bindings::bind_sampler(m);
 }
