@@ -25,8 +25,9 @@ def test_greedy_generation_matches_transformers(tiny_awqe, kind):
     path = tiny_awqe(kind)
     model, tokenizer = load_awqe_as_transformers(path)
     ids = tokenizer(PROMPT)["input_ids"]
+    model.generation_config.eos_token_id = None  # like ignore_eos: run through end-of-sequence tokens
     with torch.no_grad():
-        expected = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, min_new_tokens=24,
+        expected = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
                                   pad_token_id=0)[0, len(ids):].tolist()
     with Generator(path) as generator:
         assert generator.tokenize(PROMPT) == ids
