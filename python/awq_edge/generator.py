@@ -178,6 +178,8 @@ class Generator:
         self._engine = _Closed()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "metadata"):  # __init__ did not finish
+            return "Generator(<not loaded>)"
         return f"Generator({self.metadata.get('provenance', {}).get('source_model', '?')!r}, {self.backend!r})"
 
 
