@@ -28,3 +28,25 @@ def smollm2_path():
         if os.environ.get("CI"):
             raise
         pytest.skip(f"default model unavailable: {error}")
+
+
+@pytest.fixture(scope="session")
+def tiny_awqe(tmp_path_factory):
+    """tiny_awqe(kind, **quantize_options) -> path of a tiny model of that kind (tests/tiny_models.py), quantized
+    with RTN (group size 32, int8 LM head unless the options say otherwise); files are made once per session."""
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+
+    made = {}
+
+    def make(kind: str, **options):
+        options = {"method": "rtn", "group_size": 32, "lm_head": "int8", **options}
+        key = (kind, tuple(sorted(options.items())))
+        if key not in made:
+            directory = tmp_path_factory.mktemp(kind)
+            source = save_tiny_model(kind, directory / "hf")
+            made[key] = directory / "model.awqe"
+            quantize_model(source, made[key], QuantizeOptions(**options))
+        return made[key]
+
+    return make

@@ -5,8 +5,12 @@
 #include "bindings.h"
 
 NB_MODULE(_awq_edge, m) {
-  m.doc() = "awq_edge's C++ engine: the .awqe model file reader (more to come).";
+  m.doc() = "awq_edge's C++ engine: the .awqe model file reader, tokenizer, sampler, decoder and generation loop.";
   awq_edge::bindings::bind_crc32(m);
   awq_edge::bindings::bind_json(m);
   awq_edge::bindings::bind_model_file(m);
+  awq_edge::bindings::bind_generator(m);
+  awq_edge::bindings::bind_cpu_kernels(m);
+  awq_edge::bindings::bind_tokenizer(m);
+  awq_edge::bindings::bind_sampler(m);
 }

@@ -1,4 +1,4 @@
-"""awq-edge: quantize | inspect | eval."""
+"""awq-edge: quantize | inspect | eval | run | chat | bench."""
 import argparse
 import sys
 from pathlib import Path
@@ -51,6 +51,9 @@ def main(argv=None) -> int:
     e.add_argument("--max-tokens", type=int, default=None, help="score only the first N tokens of the text")
     e.set_defaults(run=_eval)
 
+    from .cli_generate import add_commands
+    add_commands(commands)
+
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
@@ -58,7 +61,8 @@ def main(argv=None) -> int:
         print(f"awq-edge {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"awq-edge {args.command}: interrupted; no output file was written", file=sys.stderr)
+        done = "; no output file was written" if args.command == "quantize" else ""
+        print(f"awq-edge {args.command}: interrupted{done}", file=sys.stderr)
         return 130
 
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 namespace awq_edge::cpu {
 
@@ -26,6 +27,10 @@ class ThreadPool {
   // over the threads (the caller runs one), and returns when all are done. body must not throw
   // and must not call run() itself. n <= 0 returns at once.
   void run(int64_t n, const std::function<void(int64_t begin, int64_t end)>& body);
+
+ private:
+  struct Workers;  // thread_pool.cpp
+  std::unique_ptr<Workers> workers_;
 };
 
 }  // namespace awq_edge::cpu

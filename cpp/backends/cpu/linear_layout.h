@@ -1,0 +1,53 @@
+// linear_layout.h: LinearWeight::Layout, the CPU backend's private form of a weight matrix, shared
+// by linear.cpp (packing, Reference kernels, dispatch) and linear_avx2.cpp (AVX2 kernels).
+//
+// Every scheme keeps the file's tensors in place (views into the memory mapping); packing adds
+// only small arrays, and for q3 under AVX2 a nibble copy of the weights:
+//
+//   f16     weight_f16  (N, K)       fp16                       view
+//   q8_row  weight_q8   (N, K)       int8                       view
+//           scales      (N,)         fp16                       view
+//   q{b}_g  qweight     (N, K*b/32)  u32, b-bit stream per row  view
+//           scales      (N, K/g)     fp16                       view
+//           zeros       (N, K/g)     u8, one zero point a byte  unpacked from the file's bit stream
+//           nibbles     (N, K/8)     u32, 8 values a word, low nibble first: the q4 layout.
+//                                    q4: none (nibble_weights() is qweight itself); q3 under AVX2:
+//                                    the 3-bit values widened to 4 bits at pack time.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "linear.h"
+#include "thread_pool.h"
+
+namespace awq_edge::cpu {
+
+struct LinearWeight::Layout {
+  const uint16_t* weight_f16 = nullptr;
+  const int8_t* weight_q8 = nullptr;
+  const uint32_t* qweight = nullptr;
+  const uint16_t* scales = nullptr;
+  std::vector<uint8_t> zeros;
+  std::vector<uint32_t> nibbles;
+
+  // The weights in the q4 layout (grouped schemes under AVX2).
+  const uint32_t* nibble_weights() const { return nibbles.empty() ? qweight : nibbles.data(); }
+};
+
+// Value `index` of a row's b-bit stream (FORMAT.md section 5, "Packing rule").
+inline uint32_t read_packed(const uint32_t* row_words, int64_t index, int bits) {
+  const uint64_t first_bit = static_cast<uint64_t>(index) * static_cast<uint64_t>(bits);
+  const uint64_t word = first_bit / 32;
+  const uint32_t shift = first_bit % 32;
+  uint64_t window = row_words[word];
+  if (shift + bits > 32) window |= static_cast<uint64_t>(row_words[word + 1]) << 32;  // straddles
+  return static_cast<uint32_t>(window >> shift) & ((1u << bits) - 1);
+}
+
+#if AWQ_EDGE_CPU_AVX2
+// linear_avx2.cpp: y (m, N) = x (m, K) W^T for a weight packed at KernelLevel::AVX2.
+void linear_avx2(const LinearWeight& weight, const float* x, int64_t m, float* y, ThreadPool& pool);
+#endif
+
+}  // namespace awq_edge::cpu

@@ -1,0 +1,137 @@
+// backend.h: the operations the decoder (model.h) needs from a compute backend, and nothing else.
+//
+// The decoder is written once against this interface; a backend (cpp/backends/cpu, cuda/,
+// neon/, metal/) implements it for its hardware:
+//   - memory: activations, the KV cache and weights live in the backend's memory (host RAM,
+//     device memory); the decoder holds them as opaque handles and never reads their bytes.
+//   - weights: upload_linear() turns a module's file tensors into the backend's own layout
+//     (repacked, or used in place from the memory mapping when the kernels can read it).
+//   - execution may be asynchronous: operations are issued in order and only read_logits()
+//     (and synchronize()) wait for them.
+//   - fusion: the composite operations near the end (add_rms_norm, gated_mlp, ...) have default
+//     implementations built from the primitives; a backend overrides them when it has a fused
+//     kernel that saves memory traffic.
+//
+// Shapes: n tokens per call (1 when decoding, up to the prefill chunk size), H hidden size,
+// D head dimension, nh / nkv query / key-value heads, I intermediate size, V vocabulary.
+// An activation is a row-major (rows, cols) matrix, one row per token.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "awq_edge/schemes.h"
+#include "awq_edge/tensor.h"
+
+namespace awq_edge {
+
+// A (rows, cols) matrix in a backend's memory and element type (fp32 on the CPU backend).
+// Copies share the storage; row views (rows_view) too.
+struct Activation {
+  std::shared_ptr<void> storage;  // owns the memory; the backend's deleter frees it
+  void* data = nullptr;           // first element of row 0
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_stride = 0;         // elements from one row to the next (>= cols)
+  int64_t element_size = 0;       // bytes per element (4 for fp32, 2 for fp16)
+
+  // Rows [first, first + count) of this matrix, sharing its storage.
+  Activation rows_view(int64_t first, int64_t count) const;
+};
+
+// A weight matrix W (N, K) in a backend's layout; y = x W^T.
+class LinearWeights {
+ public:
+  virtual ~LinearWeights() = default;
+  virtual int64_t rows() const = 0;  // N, output features
+  virtual int64_t cols() const = 0;  // K, input features
+};
+
+// The keys and values of every layer for positions [0, capacity), in a backend's layout.
+class KVCache {
+ public:
+  virtual ~KVCache() = default;
+  virtual int64_t capacity() const = 0;  // positions
+};
+
+// Rotary embedding tables, prepared once by the backend from the inverse frequencies.
+class RopeTable {
+ public:
+  virtual ~RopeTable() = default;
+};
+
+struct AttentionShape {
+  int64_t n_heads = 0;     // nh
+  int64_t n_kv_heads = 0;  // nkv; nh % nkv == 0 (grouped-query attention)
+  int64_t head_dim = 0;    // D, even
+  float scale = 1.0f;      // applied to q.k, 1 / sqrt(D)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // "cpu", "cuda", ...
+  virtual std::string name() const = 0;
+  // Human-readable details for logs and benchmarks: "cpu (avx2, 2 threads)".
+  virtual std::string description() const = 0;
+
+  // ---------------------------------------------------------------------------- memory, weights
+  // A zero-filled (rows, cols) activation.
+  virtual Activation allocate(int64_t rows, int64_t cols) = 0;
+  // A weight matrix. tensors: the module's file tensors in FORMAT.md order ({weight} for f16,
+  // {qweight, scales} for q8_row, {qweight, scales, zeros} for grouped schemes), views into the
+  // memory mapping, which outlives the returned object (the backend may keep the views).
+  virtual std::unique_ptr<LinearWeights> upload_linear(const Module& module,
+                                                       const std::vector<TensorView>& tensors) = 0;
+  // A vector (norm weights, biases) from an F16 or F32 tensor, as a (1, n) activation.
+  virtual Activation upload_vector(const TensorView& tensor) = 0;
+  virtual std::unique_ptr<KVCache> allocate_kv_cache(int64_t n_layers, int64_t capacity,
+                                                     int64_t n_kv_heads, int64_t head_dim) = 0;
+  // inv_freq: D/2 inverse frequencies (already scaled as the model's rope type says).
+  virtual std::unique_ptr<RopeTable> prepare_rope(const std::vector<float>& inv_freq,
+                                                  int64_t max_positions) = 0;
+
+  // -------------------------------------------------------------------------------- primitives
+  // out (n, K) = rows tokens[0..n) of the embedding table W (V, K).
+  virtual void embed(const LinearWeights& table, const int32_t* tokens, int64_t n,
+                     Activation& out) = 0;
+  // out (n, H) = x / rms(x) * weight (1, H).
+  virtual void rms_norm(const Activation& x, const Activation& weight, float eps,
+                        Activation& out) = 0;
+  // out (n, N) = x (n, K) W^T (+ bias (1, N) when given).
+  virtual void linear(const LinearWeights& w, const Activation& x, const Activation* bias,
+                      Activation& out) = 0;
+  // Rotates q (n, nh*D) and k (n, nkv*D) in place for positions first_position + [0, n)
+  // (pairs (i, i + D/2) of each head, Hugging Face's "rotate_half" convention).
+  virtual void rope(const RopeTable& table, const AttentionShape& shape, int64_t first_position,
+                    Activation& q, Activation& k) = 0;
+  // Writes k, v (n, nkv*D) into layer `layer` of the cache at positions first_position + [0, n).
+  virtual void store_kv(KVCache& cache, int64_t layer, int64_t first_position,
+                        const Activation& k, const Activation& v) = 0;
+  // out (n, nh*D): causal attention of q (n, nh*D) at positions first_position + [0, n) over the
+  // cache's positions [0, first_position + i] for token i.
+  virtual void attention(const KVCache& cache, int64_t layer, const AttentionShape& shape,
+                         int64_t first_position, const Activation& q, Activation& out) = 0;
+  // out = silu(gate) * up, elementwise.
+  virtual void silu_mul(const Activation& gate, const Activation& up, Activation& out) = 0;
+  // x += y, elementwise.
+  virtual void add(Activation& x, const Activation& y) = 0;
+  // Copies x (n, V) to host memory (n * V floats) and waits for all issued work.
+  virtual void read_logits(const Activation& x, float* host) = 0;
+  // Waits for all issued work.
+  virtual void synchronize() = 0;
+
+  // ------------------------------------------------ composite operations (override to fuse)
+  // x += delta; out = rms_norm(x, weight). The residual add fused with the next norm.
+  virtual void add_rms_norm(Activation& x, const Activation& delta, const Activation& weight,
+                            float eps, Activation& out);
+  // out (n, I) = silu(x gate^T + gate_bias) * (x up^T + up_bias); gate, up: (n, I) scratch.
+  virtual void gated_mlp(const LinearWeights& gate_w, const LinearWeights& up_w,
+                         const Activation* gate_bias, const Activation* up_bias,
+                         const Activation& x, Activation& gate, Activation& up, Activation& out);
+};
+
+}  // namespace awq_edge

@@ -1,0 +1,36 @@
+// backend.cpp: what every backend shares: activation views and the composite operations'
+// default implementations (a backend with fused kernels overrides them).
+#include "awq_edge/backend.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace awq_edge {
+
+Activation Activation::rows_view(int64_t first, int64_t count) const {
+  if (first < 0 || count < 0 || first + count > rows) {
+    throw std::out_of_range("[Activation] rows [" + std::to_string(first) + ", " +
+                            std::to_string(first + count) + ") of a matrix of " +
+                            std::to_string(rows) + " rows");
+  }
+  Activation view = *this;
+  view.rows = count;
+  view.data = static_cast<char*>(data) + first * row_stride * element_size;
+  return view;
+}
+
+void Backend::add_rms_norm(Activation& x, const Activation& delta, const Activation& weight,
+                           float eps, Activation& out) {
+  add(x, delta);
+  rms_norm(x, weight, eps, out);
+}
+
+void Backend::gated_mlp(const LinearWeights& gate_w, const LinearWeights& up_w,
+                        const Activation* gate_bias, const Activation* up_bias,
+                        const Activation& x, Activation& gate, Activation& up, Activation& out) {
+  linear(gate_w, x, gate_bias, gate);
+  linear(up_w, x, up_bias, up);
+  silu_mul(gate, up, out);
+}
+
+}  // namespace awq_edge
