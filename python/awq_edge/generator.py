@@ -6,12 +6,15 @@
             print(piece, end="", flush=True)
         print(g.chat([{"role": "user", "content": "Hello!"}]))
 
-The model runs in C++ with the GIL released; Ctrl-C interrupts within one forward pass.
+The model runs in C++ with the GIL released; Ctrl-C interrupts within one forward pass. One Generator serves one
+thread at a time: calls from several threads are serialised by a lock (use one Generator per thread to run in
+parallel).
 """
 from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +54,8 @@ class Generator:
             raise ValueError(f"threads must be >= 1 (or None for one per physical core), got {threads}")
         if max_context is not None and max_context < 1:
             raise ValueError(f"max_context must be >= 1 (or None for the default), got {max_context}")
+        self._lock = threading.RLock()  # the engine releases the GIL: one thread at a time (re-entrant: a
+        # call while this thread still holds an unfinished stream ends that stream instead of deadlocking)
         self._engine = _awq_edge.Generator(str(path), backend=backend, threads=threads or 0, kernels=kernels,
                                            max_context=max_context or 0, prefill_chunk=prefill_chunk,
                                            verify_checksums=verify_checksums)
@@ -86,11 +91,13 @@ class Generator:
     def logits(self, ids: Sequence[int], all_positions: bool = True):
         """Runs `ids` after the tokens already in the KV cache (call reset() first for a fresh sequence) and
         returns float32 logits: (len(ids), vocab) or (1, vocab) for the last position only."""
-        return self._engine.forward(list(ids), all_positions)
+        with self._lock:
+            return self._engine.forward(list(ids), all_positions)
 
     def reset(self) -> None:
         """Forgets the KV cache (the next prompt is run from its first token)."""
-        self._engine.reset()
+        with self._lock:
+            self._engine.reset()
 
     # ------------------------------------------------------------------------------------------------ generation
     def generate(self, prompt: str | Sequence[int], max_new_tokens: int = 256, *, temperature: float = 0.0,
@@ -108,7 +115,8 @@ class Generator:
         """
         ids, options = self._prepare(prompt, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                      seed, stop, stop_token_ids, ignore_eos, add_special_tokens)
-        self.last_result = self._engine.generate(ids, **options.__dict__)
+        with self._lock:
+            self.last_result = self._engine.generate(ids, **options.__dict__)
         return self.last_result.text
 
     def stream(self, prompt: str | Sequence[int], max_new_tokens: int = 256, **options) -> Iterator[str]:
@@ -117,11 +125,12 @@ class Generator:
         add_special_tokens = options.pop("add_special_tokens", True)
         ids, opts = self._prepare(prompt, max_new_tokens, add_special_tokens=add_special_tokens,
                                   **_sampling_defaults(options))
-        self._engine.start(ids, **opts.__dict__)
-        while (piece := self._engine.next()) is not None:
-            if piece:
-                yield piece
-        self.last_result = self._engine.result
+        with self._lock:  # held while the stream is consumed: another thread's call waits for its end
+            self._engine.start(ids, **opts.__dict__)
+            while (piece := self._engine.next()) is not None:
+                if piece:
+                    yield piece
+            self.last_result = self._engine.result
 
     def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
         """The prompt text for a conversation, rendered with the chat template stored in the file, exactly as

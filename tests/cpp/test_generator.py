@@ -177,3 +177,29 @@ def test_logits_rows_are_float32_numpy(llama):
     generator = Generator(llama)
     logits = generator.logits(generator.tokenize(PROMPT))
     assert logits.dtype == np.float32 and logits.shape[1] == 256
+
+
+def test_calls_from_several_threads_are_serialised(llama):
+    generator = Generator(llama)
+    expected = generator.generate(PROMPT, max_new_tokens=20, ignore_eos=True)
+    results = []
+
+    def work():
+        for _ in range(5):
+            results.append(generator.generate(PROMPT, max_new_tokens=20, ignore_eos=True))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 20
+
+
+def test_a_new_call_ends_an_unfinished_stream_in_the_same_thread(llama):
+    generator = Generator(llama)
+    stream = generator.stream(PROMPT, max_new_tokens=50, ignore_eos=True)
+    next(stream)
+    text = generator.generate(PROMPT, max_new_tokens=5, ignore_eos=True)
+    assert generator.last_result.finish_reason == "length" and text
+    assert list(stream) == []
