@@ -15,14 +15,21 @@ cpu::KernelLevel cpu_kernel_level(const std::string& kernels) {
   if (kernels == "auto") return best;
   if (kernels == "reference") return cpu::KernelLevel::Reference;
   if (kernels == "avx2") {
-    if (best != cpu::KernelLevel::AVX2) {
+    if (best == cpu::KernelLevel::Reference) {
       throw std::runtime_error("[Backend] kernels='avx2' needs a CPU with AVX2, FMA and F16C; "
                                "this one lacks them (use kernels='auto')");
     }
     return cpu::KernelLevel::AVX2;
   }
+  if (kernels == "avx512") {
+    if (best != cpu::KernelLevel::AVX512) {
+      throw std::runtime_error("[Backend] kernels='avx512' needs a CPU with AVX-512 F, BW, VL and VNNI (and AVX2, "
+                               "FMA, F16C); this one lacks them (use kernels='auto')");
+    }
+    return cpu::KernelLevel::AVX512;
+  }
   throw std::invalid_argument("[Backend] unknown CPU kernels '" + kernels +
-                              "' (choose auto, reference or avx2)");
+                              "' (choose auto, reference, avx2 or avx512)");
 }
 
 std::shared_ptr<Backend> create_cpu(const BackendOptions& options) {

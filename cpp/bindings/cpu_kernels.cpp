@@ -5,7 +5,8 @@
 //   linear(scheme, rows, cols, tensors, x, level="best", threads=1) -> y (m, N) float32
 //   dequantize_row(scheme, rows, cols, tensors, row, level="best") -> (K,) float32
 //   LinearLayer(scheme, rows, cols, tensors, level="best", threads=1): packed once, then
-//       layer(x) -> y; for benchmarks, where packing and pool start-up must not be timed.
+//       layer(x) -> y; for benchmarks, where packing and pool start-up must not be timed:
+//       layer.time(x, repeats, copies=1) -> seconds per call.
 //
 // tensors are the module's numpy arrays in FORMAT.md order ({weight}, {qweight, scales} or
 // {qweight, scales, zeros}); fp16 tensors are numpy float16. Bad tensors raise ValueError.
@@ -45,7 +46,9 @@ KernelLevel parse_level(const std::string& text) {
   if (text == "best") return cpu::best_kernel_level();
   if (text == "reference") return KernelLevel::Reference;
   if (text == "avx2") return KernelLevel::AVX2;
-  throw std::invalid_argument("[cpu linear] unknown kernel level '" + text + "': expected best, reference or avx2");
+  if (text == "avx512") return KernelLevel::AVX512;
+  throw std::invalid_argument("[cpu linear] unknown kernel level '" + text +
+                              "': expected best, reference, avx2 or avx512");
 }
 
 DType dtype_of(const InputArray& array) {
@@ -101,14 +104,32 @@ class LinearLayer {
     return {y, {static_cast<size_t>(m), static_cast<size_t>(weight_.rows)}, owner};
   }
 
-  // Times `repeats` calls in C++ (no Python between them); returns seconds per call.
-  double time(const Matrix& x, int repeats) {
+  // Times `repeats` calls in C++ (no Python between them); returns seconds per call. copies > 1:
+  // the calls cycle through that many copies of the weight in distinct memory, so that each finds
+  // its weights in memory rather than in cache once copies x the weight's bytes exceed the caches.
+  double time(const Matrix& x, int repeats, int copies) {
+    if (repeats < 1 || copies < 1) throw std::invalid_argument("[cpu linear] repeats and copies must be >= 1");
     const int64_t m = static_cast<int64_t>(x.shape(0));
+    std::vector<std::vector<uint8_t>> buffers;
+    std::vector<cpu::LinearWeight> weights{weight_};
+    for (int c = 1; c < copies; ++c) {
+      std::vector<TensorView> views;
+      for (const InputArray& array : tensors_) {
+        TensorView view = view_of(array);
+        const auto* bytes = static_cast<const uint8_t*>(view.data);
+        buffers.emplace_back(bytes, bytes + view.size);
+        view.data = buffers.back().data();
+        views.push_back(view);
+      }
+      weights.push_back(cpu::pack_linear(weight_.scheme, weight_.rows, weight_.cols, views, weight_.level));
+    }
     std::vector<float> y(static_cast<size_t>(m * weight_.rows));
     nb::gil_scoped_release release;
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < repeats; ++i) cpu::linear(weight_, x.data(), m, y.data(), *pool_);
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / repeats;
+    for (int i = 0; i < repeats; ++i) {
+      for (const cpu::LinearWeight& weight : weights) cpu::linear(weight, x.data(), m, y.data(), *pool_);
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / (repeats * copies);
   }
 
   nb::ndarray<nb::numpy, float, nb::ndim<1>> dequantize_row(int64_t row) const {
@@ -136,7 +157,7 @@ void bind_cpu_kernels(nb::module_& parent) {
   nb::module_ m = parent.def_submodule("cpu_kernels", "The CPU backend's linear-layer kernels, for tests and benchmarks.");
 
   m.def("best_kernel_level", [] { return cpu::kernel_level_name(cpu::best_kernel_level()); },
-        "The fastest kernel level this CPU runs: 'avx2' or 'reference'.");
+        "The fastest kernel level this CPU runs: 'avx512', 'avx2' or 'reference'.");
   m.def("physical_core_count", &cpu::physical_core_count, "Physical cores of this machine (hyper-threads not counted).");
 
   nb::class_<LinearLayer>(m, "LinearLayer",
@@ -144,7 +165,8 @@ void bind_cpu_kernels(nb::module_& parent) {
       .def(nb::init<const std::string&, int64_t, int64_t, std::vector<InputArray>, const std::string&, int>(),
            "scheme"_a, "rows"_a, "cols"_a, "tensors"_a, "level"_a = "best", "threads"_a = 1)
       .def("__call__", &LinearLayer::operator(), "x"_a, "y (m, N) = x (m, K) W^T, float32.")
-      .def("time", &LinearLayer::time, "x"_a, "repeats"_a, "Seconds per call, timed in C++.")
+      .def("time", &LinearLayer::time, "x"_a, "repeats"_a, "copies"_a = 1,
+           "Seconds per call, timed in C++; copies > 1 cycles through copies of the weight (cold caches).")
       .def("dequantize_row", &LinearLayer::dequantize_row, "row"_a, "Row `row` of W as float32 (K,).")
       .def_prop_ro("level", &LinearLayer::level);
 

@@ -44,7 +44,7 @@ class Generator:
 
     path: a .awqe file. backend: "auto" (the best present) or a name from `awq_edge.compiled_backends()`.
     threads: CPU threads (None: one per physical core). max_context: KV cache positions (None:
-    min(max_position_embeddings, 4096)). kernels: CPU kernel level "auto" | "avx2" | "reference".
+    min(max_position_embeddings, 4096)). kernels: CPU kernel level "auto" | "avx512" | "avx2" | "reference".
     verify_checksums: check every tensor's CRC-32 while loading (reads the whole file once).
     """
 

@@ -26,6 +26,15 @@ bool cpu_has_avx2() {
 #endif
 }
 
+bool cpu_has_avx512() {
+#if AWQ_EDGE_CPU_AVX512
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
 // "[cpu linear] q4_g64 module 576x576"
 std::string describe(const Scheme& scheme, int64_t rows, int64_t cols) {
   return "[cpu linear] " + scheme.name() + " module " + std::to_string(rows) + "x" + std::to_string(cols);
@@ -102,12 +111,16 @@ void linear_reference(const LinearWeight& weight, const float* x, int64_t m, flo
 
 }  // namespace
 
-KernelLevel best_kernel_level() { return cpu_has_avx2() ? KernelLevel::AVX2 : KernelLevel::Reference; }
+KernelLevel best_kernel_level() {
+  if (cpu_has_avx512()) return KernelLevel::AVX512;
+  return cpu_has_avx2() ? KernelLevel::AVX2 : KernelLevel::Reference;
+}
 
 const char* kernel_level_name(KernelLevel level) {
   switch (level) {
     case KernelLevel::Reference: return "reference";
     case KernelLevel::AVX2: return "avx2";
+    case KernelLevel::AVX512: return "avx512";
   }
   return "unknown";
 }
@@ -118,6 +131,11 @@ LinearWeight pack_linear(const Scheme& scheme, int64_t rows, int64_t cols, const
   if (level == KernelLevel::AVX2 && !cpu_has_avx2()) {
     throw std::invalid_argument(describe(scheme, rows, cols) +
                                 ": kernel level avx2 is not available (this CPU or build lacks AVX2, FMA or F16C)");
+  }
+  if (level == KernelLevel::AVX512 && !cpu_has_avx512()) {
+    throw std::invalid_argument(describe(scheme, rows, cols) +
+                                ": kernel level avx512 is not available (this CPU or build lacks AVX-512 F, BW, VL "
+                                "or VNNI, or AVX2)");
   }
   LinearWeight weight{scheme, rows, cols, level, nullptr};
   auto layout = std::make_shared<LinearWeight::Layout>();
@@ -133,7 +151,7 @@ LinearWeight pack_linear(const Scheme& scheme, int64_t rows, int64_t cols, const
       layout->qweight = tensors[0].as<uint32_t>();
       layout->scales = tensors[1].as<uint16_t>();
       layout->zeros = unpack_zeros(weight, tensors[2].as<uint32_t>(), static_cast<int64_t>(tensors[2].shape[1]));
-      if (scheme.bits == 3 && level == KernelLevel::AVX2) layout->nibbles = widen_to_nibbles(layout->qweight, rows, cols);
+      if (scheme.bits == 3 && level != KernelLevel::Reference) layout->nibbles = widen_to_nibbles(layout->qweight, rows, cols);
       break;
   }
   weight.layout = std::move(layout);
@@ -169,6 +187,9 @@ void dequantize_row(const LinearWeight& weight, int64_t row, float* out) {
 
 void linear(const LinearWeight& weight, const float* x, int64_t m, float* y, ThreadPool& pool) {
   if (m <= 0) return;
+#if AWQ_EDGE_CPU_AVX512
+  if (weight.level == KernelLevel::AVX512) return linear_avx512(weight, x, m, y, pool);
+#endif
 #if AWQ_EDGE_CPU_AVX2
   if (weight.level == KernelLevel::AVX2) return linear_avx2(weight, x, m, y, pool);
 #endif

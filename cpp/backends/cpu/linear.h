@@ -5,9 +5,10 @@
 //   W  (N, K) as stored: see LinearWeight
 //   y  (m, N) fp32, row-major
 //
-// Two kernel levels compute the same thing: Reference (plain C++, the readable definition, kept
-// for tests) and AVX2 (AVX2 + FMA + F16C, chosen at run time when the CPU has them, so one build
-// runs on any x86-64). Both are multithreaded over output rows through the ThreadPool.
+// Three kernel levels compute the same thing: Reference (plain C++, the readable definition, kept
+// for tests), AVX2 (AVX2 + FMA + F16C) and AVX512 (AVX-512 F + BW + VL + VNNI for decoding q4, q3
+// and q8_row, AVX2 for the rest), the best one the CPU has chosen at run time, so one build runs
+// on any x86-64. All are multithreaded over output rows through the ThreadPool.
 #pragma once
 
 #include <cstdint>
@@ -22,11 +23,12 @@ namespace awq_edge::cpu {
 
 class ThreadPool;
 
-enum class KernelLevel { Reference, AVX2 };
+enum class KernelLevel { Reference, AVX2, AVX512 };
 
-// The best level this CPU runs (AVX2 needs avx2, fma and f16c).
+// The best level this CPU runs (AVX2 needs avx2, fma and f16c; AVX512 those and avx512f, bw, vl
+// and vnni).
 KernelLevel best_kernel_level();
-const char* kernel_level_name(KernelLevel level);  // "reference", "avx2"
+const char* kernel_level_name(KernelLevel level);  // "reference", "avx2", "avx512"
 
 // One weight matrix in the CPU backend's layout. Built once at load time by pack_linear from the
 // file's tensors; where a kernel can read the file's own bytes they are used in place (views into

@@ -1,5 +1,6 @@
 // linear_layout.h: LinearWeight::Layout, the CPU backend's private form of a weight matrix, shared
-// by linear.cpp (packing, Reference kernels, dispatch) and linear_avx2.cpp (AVX2 kernels).
+// by linear.cpp (packing, Reference kernels, dispatch), linear_avx2.cpp (AVX2 kernels) and
+// linear_avx512.cpp (AVX-512 decode kernels).
 //
 // Every scheme keeps the file's tensors in place (views into the memory mapping); packing adds
 // only small arrays, and for q3 under AVX2 a nibble copy of the weights:
@@ -11,8 +12,8 @@
 //           scales      (N, K/g)     fp16                       view
 //           zeros       (N, K/g)     u8, one zero point a byte  unpacked from the file's bit stream
 //           nibbles     (N, K/8)     u32, 8 values a word, low nibble first: the q4 layout.
-//                                    q4: none (nibble_weights() is qweight itself); q3 under AVX2:
-//                                    the 3-bit values widened to 4 bits at pack time.
+//                                    q4: none (nibble_weights() is qweight itself); q3 under AVX2
+//                                    and AVX512: the 3-bit values widened to 4 bits at pack time.
 #pragma once
 
 #include <cstdint>
@@ -31,7 +32,7 @@ struct LinearWeight::Layout {
   std::vector<uint8_t> zeros;
   std::vector<uint32_t> nibbles;
 
-  // The weights in the q4 layout (grouped schemes under AVX2).
+  // The weights in the q4 layout (grouped schemes under AVX2 and AVX512).
   const uint32_t* nibble_weights() const { return nibbles.empty() ? qweight : nibbles.data(); }
 };
 
@@ -46,8 +47,14 @@ inline uint32_t read_packed(const uint32_t* row_words, int64_t index, int bits) 
 }
 
 #if AWQ_EDGE_CPU_AVX2
-// linear_avx2.cpp: y (m, N) = x (m, K) W^T for a weight packed at KernelLevel::AVX2.
+// linear_avx2.cpp: y (m, N) = x (m, K) W^T for a weight packed at KernelLevel::AVX2 or AVX512.
 void linear_avx2(const LinearWeight& weight, const float* x, int64_t m, float* y, ThreadPool& pool);
+#endif
+
+#if AWQ_EDGE_CPU_AVX512
+// linear_avx512.cpp: the same for a weight packed at KernelLevel::AVX512 (decode of q4/q3/q8_row
+// there, the rest handed to linear_avx2).
+void linear_avx512(const LinearWeight& weight, const float* x, int64_t m, float* y, ThreadPool& pool);
 #endif
 
 }  // namespace awq_edge::cpu

@@ -1,11 +1,12 @@
 """The CPU backend's linear layers (_awq_edge.cpu_kernels) against numpy and the Python reference
-dequantizer (awq_edge.awqe.schemes.dequantize_module), for every scheme, both kernel levels, odd
-shapes, several batch sizes m and thread counts; and bad tensors -> ValueError.
+dequantizer (awq_edge.awqe.schemes.dequantize_module), for every scheme, every kernel level (those
+this CPU lacks are skipped), odd shapes, several batch sizes m and thread counts; the SIMD levels
+against each other; and bad tensors -> ValueError.
 
 Tolerance: with ref = x @ W.T in float64 from the reference dequantizer, and the scale of the dot
 products measured by the sum of their terms' magnitudes, scale = max over (i, n) of (|x| @ |W|.T),
     max |y - ref| <= 2e-5 * scale + 1e-6.
-The AVX2 decode path (m = 1, grouped schemes) rounds x to int16 per group (a relative error of at
+The AVX2 and AVX512 decode paths (m < 8, grouped schemes) round x to int16 per group (a relative error of at
 most 1.5e-5 of the group's largest |x|, which is why the bound is relative to the terms rather than
 to |ref|, which cancellation can make small); otherwise the errors are fp32 rounding, ~1e-7 of scale.
 """
@@ -15,17 +16,25 @@ import pytest
 from awq_edge._awq_edge import cpu_kernels
 from awq_edge.awqe.schemes import dequantize_module, encode_f16, encode_grouped, encode_q8_row, parse_scheme
 
-LEVELS = ["reference", "avx2"]
+LEVELS = ["reference", "avx2", "avx512"]
 GROUPED = [f"q{bits}_g{group}" for bits in (3, 4) for group in (32, 64, 128)]
 SCHEMES = ["f16", "q8_row"] + GROUPED
 
 
+MISSING = {"avx2": "this CPU has no AVX2 + FMA + F16C", "avx512": "this CPU has no AVX-512 F + BW + VL + VNNI"}
+
+
+def level_available(level):
+    """Levels are ordered: a CPU runs every level up to its best."""
+    return LEVELS.index(level) <= LEVELS.index(cpu_kernels.best_kernel_level())
+
+
 def level_param(level):
-    return pytest.param(level, marks=pytest.mark.skipif(
-        level == "avx2" and cpu_kernels.best_kernel_level() != "avx2", reason="this CPU has no AVX2 + FMA + F16C"))
+    return pytest.param(level, marks=pytest.mark.skipif(not level_available(level), reason=MISSING.get(level, "")))
 
 
 LEVEL_PARAMS = [level_param(level) for level in LEVELS]
+SIMD_LEVEL_PARAMS = [level_param(level) for level in LEVELS[1:]]
 
 
 def random_module(scheme_name: str, rows: int, cols: int, seed: int):
@@ -101,19 +110,39 @@ def test_thread_counts(scheme, threads, level):
         check_linear(scheme, 200, 384, m, level, threads)
 
 
+SMOLLM2_SHAPES = [(576, 576), (192, 576), (1536, 576), (576, 1536)]
+
+
+@pytest.mark.parametrize("level", SIMD_LEVEL_PARAMS)
 @pytest.mark.parametrize("scheme", SCHEMES)
-def test_smollm2_shapes_avx2_vs_reference(scheme):
-    if cpu_kernels.best_kernel_level() != "avx2":
-        pytest.skip("this CPU has no AVX2 + FMA + F16C")
-    for rows, cols in [(576, 576), (192, 576), (1536, 576), (576, 1536)]:
+def test_smollm2_shapes_vs_reference(scheme, level):
+    for rows, cols in SMOLLM2_SHAPES:
         if cols % min_cols(scheme):
             continue
         tensors, weight = random_module(scheme, rows, cols, seed=rows + cols)
         x = np.random.default_rng(3).standard_normal((9, cols)).astype(np.float32)
         for m in (1, 3, 9):
             reference = cpu_kernels.linear(scheme, rows, cols, tensors, x[:m], level="reference", threads=2)
-            fast = cpu_kernels.linear(scheme, rows, cols, tensors, x[:m], level="avx2", threads=2)
+            fast = cpu_kernels.linear(scheme, rows, cols, tensors, x[:m], level=level, threads=2)
             assert_close(fast, x[:m], weight, ref=reference.astype(np.float64))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("shape", SMOLLM2_SHAPES + [(37, 4096), (5, 2880)])
+def test_avx512_agrees_with_avx2(scheme, shape):
+    """Same numerics: both round x to int16 per group, so they differ only by fp32 summation order."""
+    if not level_available("avx512"):
+        pytest.skip(MISSING["avx512"])
+    rows, cols = shape
+    if cols % min_cols(scheme):
+        pytest.skip(f"{scheme} needs K to be a multiple of {min_cols(scheme)}")
+    tensors, weight = random_module(scheme, rows, cols, seed=rows * cols)
+    x = np.random.default_rng(4).standard_normal((9, cols)).astype(np.float32)
+    for m in (1, 2, 7, 9):
+        avx2 = cpu_kernels.linear(scheme, rows, cols, tensors, x[:m], level="avx2", threads=2)
+        avx512 = cpu_kernels.linear(scheme, rows, cols, tensors, x[:m], level="avx512", threads=2)
+        bound = 1e-6 * (np.abs(x[:m].astype(np.float64)) @ np.abs(weight.astype(np.float64)).T).max() + 1e-7
+        assert np.abs(avx512.astype(np.float64) - avx2).max() <= bound
 
 
 @pytest.mark.parametrize("level", LEVEL_PARAMS)
@@ -146,7 +175,7 @@ def test_layer_object_is_reusable():
 
 
 def test_environment_queries():
-    assert cpu_kernels.best_kernel_level() in ("avx2", "reference")
+    assert cpu_kernels.best_kernel_level() in LEVELS
     assert cpu_kernels.physical_core_count() >= 1
 
 
@@ -190,5 +219,5 @@ def test_unknown_scheme_and_level():
     tensors, _ = random_module("f16", 4, 64, seed=1)
     with pytest.raises(ValueError, match=r"unknown scheme 'q5_g64'"):
         cpu_kernels.linear("q5_g64", 4, 64, tensors, np.zeros((1, 64), np.float32))
-    with pytest.raises(ValueError, match=r"unknown kernel level 'avx512'"):
-        cpu_kernels.linear("f16", 4, 64, tensors, np.zeros((1, 64), np.float32), level="avx512")
+    with pytest.raises(ValueError, match=r"unknown kernel level 'sse2'"):
+        cpu_kernels.linear("f16", 4, 64, tensors, np.zeros((1, 64), np.float32), level="sse2")
