@@ -102,12 +102,41 @@ void linear_reference(const LinearWeight& weight, const float* x, int64_t m, flo
 
 }  // namespace
 
-KernelLevel best_kernel_level() { return cpu_has_avx2() ? KernelLevel::AVX2 : KernelLevel::Reference; }
+bool kernel_level_supported(KernelLevel level) {
+  switch (level) {
+    case KernelLevel::Reference: return true;
+    case KernelLevel::AVX2: return cpu_has_avx2();
+    default:
+#if AWQ_EDGE_WITH_NEON
+      return neon_level_supported(level);
+#else
+      return false;
+#endif
+  }
+}
+
+KernelLevel best_kernel_level() {
+  for (KernelLevel level : {KernelLevel::AVX2, KernelLevel::NeonFp16, KernelLevel::NeonFp32}) {
+    if (kernel_level_supported(level)) return level;
+  }
+  return KernelLevel::Reference;
+}
+
+KernelLevel best_int8_kernel_level() {
+  for (KernelLevel level : {KernelLevel::NeonI8mm, KernelLevel::NeonDot}) {
+    if (kernel_level_supported(level)) return level;
+  }
+  return KernelLevel::Reference;
+}
 
 const char* kernel_level_name(KernelLevel level) {
   switch (level) {
     case KernelLevel::Reference: return "reference";
     case KernelLevel::AVX2: return "avx2";
+    case KernelLevel::NeonFp32: return "neon-fp32";
+    case KernelLevel::NeonFp16: return "neon-fp16";
+    case KernelLevel::NeonDot: return "neon-dot";
+    case KernelLevel::NeonI8mm: return "neon-i8mm";
   }
   return "unknown";
 }
@@ -118,6 +147,10 @@ LinearWeight pack_linear(const Scheme& scheme, int64_t rows, int64_t cols, const
   if (level == KernelLevel::AVX2 && !cpu_has_avx2()) {
     throw std::invalid_argument(describe(scheme, rows, cols) +
                                 ": kernel level avx2 is not available (this CPU or build lacks AVX2, FMA or F16C)");
+  }
+  if (!kernel_level_supported(level)) {
+    throw std::invalid_argument(describe(scheme, rows, cols) + ": kernel level " + kernel_level_name(level) +
+                                " is not available on this CPU or in this build");
   }
   LinearWeight weight{scheme, rows, cols, level, nullptr};
   auto layout = std::make_shared<LinearWeight::Layout>();
@@ -133,9 +166,12 @@ LinearWeight pack_linear(const Scheme& scheme, int64_t rows, int64_t cols, const
       layout->qweight = tensors[0].as<uint32_t>();
       layout->scales = tensors[1].as<uint16_t>();
       layout->zeros = unpack_zeros(weight, tensors[2].as<uint32_t>(), static_cast<int64_t>(tensors[2].shape[1]));
-      if (scheme.bits == 3 && level == KernelLevel::AVX2) layout->nibbles = widen_to_nibbles(layout->qweight, rows, cols);
+      if (scheme.bits == 3 && level != KernelLevel::Reference) layout->nibbles = widen_to_nibbles(layout->qweight, rows, cols);
       break;
   }
+#if AWQ_EDGE_WITH_NEON
+  if (is_neon_level(level)) pack_neon(weight, *layout);
+#endif
   weight.layout = std::move(layout);
   return weight;
 }
@@ -171,6 +207,9 @@ void linear(const LinearWeight& weight, const float* x, int64_t m, float* y, Thr
   if (m <= 0) return;
 #if AWQ_EDGE_CPU_AVX2
   if (weight.level == KernelLevel::AVX2) return linear_avx2(weight, x, m, y, pool);
+#endif
+#if AWQ_EDGE_WITH_NEON
+  if (is_neon_level(weight.level)) return linear_neon(weight, x, m, y, pool);
 #endif
   linear_reference(weight, x, m, y, pool);
 }
