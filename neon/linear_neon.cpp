@@ -42,7 +42,7 @@
 // Numerics. fp32: as the Reference level up to fp32 rounding. fp16: x of each group is scaled by
 // a power of two into [-1, 1] (exact) and rounded to fp16, the products of a group are summed in
 // fp16 lanes (at most g/8 products each) and everything after in fp32: a relative error of about
-// 1e-3 of the group's sum of |q x|. int8: x of each group is rounded to int8 by its largest |x|
+// 1e-3 of the group's sum of |q x| (the lanes of a group are also added pairwise twice in fp16). int8: x of each group is rounded to int8 by its largest |x|
 // (x ~ x_scale * x_q, |x_q| <= 127), a relative error of up to 0.4% of that value; the integer
 // sums are exact.
 #include <arm_neon.h>
@@ -256,13 +256,16 @@ template <int kGroup>
 void grouped_matvec_fp32(const LinearWeight& w, const PreparedX& x, int64_t n0, float* y) {
   const RowBlock b = row_block(w, n0);
   const int64_t groups = w.cols / kGroup;
+  const float* x_f32 = x.f32.data();
   float32x4_t total = vdupq_n_f32(0.0f);
   for (int64_t j = 0; j < groups; ++j) {
     float32x4_t acc[kRows];
     for (int r = 0; r < kRows; ++r) acc[r] = vdupq_n_f32(0.0f);
-    for (int64_t k = j * kGroup; k < (j + 1) * kGroup; k += 32) {
+#pragma GCC unroll 4
+    for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
+      const int64_t k = j * kGroup + c;
       float32x4_t xk[8];
-      for (int t = 0; t < 8; ++t) xk[t] = vld1q_f32(x.f32.data() + k + 4 * t);
+      for (int t = 0; t < 8; ++t) xk[t] = vld1q_f32(x_f32 + k + 4 * t);
       for (int r = 0; r < kRows; ++r) {
         const uint32x4_t q = vld1q_u32(reinterpret_cast<const uint32_t*>(b.rows[r] + k / 2));
         float32x4_t a = acc[r];
@@ -286,12 +289,15 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
   const RowBlock b = row_block(w, n0);
   const int64_t groups = w.cols / kGroup;
   const uint16x8_t m0 = vdupq_n_u16(0x000F), m1 = vdupq_n_u16(0x00F0), m2 = vdupq_n_u16(0x0F00);
+  const float16_t* x_f16 = reinterpret_cast<const float16_t*>(x.f16.data());
   float32x4_t total = vdupq_n_f32(0.0f);
   for (int64_t j = 0; j < groups; ++j) {
     float16x8_t acc[kRows];
     for (int r = 0; r < kRows; ++r) acc[r] = vdupq_n_f16(0.0f);
-    for (int64_t k = j * kGroup; k < (j + 1) * kGroup; k += 32) {
-      const float16_t* xk = reinterpret_cast<const float16_t*>(x.f16.data() + k);
+#pragma GCC unroll 4
+    for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
+      const int64_t k = j * kGroup + c;
+      const float16_t* xk = x_f16 + k;
       const float16x8_t x0 = vld1q_f16(xk), x1 = vld1q_f16(xk + 8), x2 = vld1q_f16(xk + 16), x3 = vld1q_f16(xk + 24);
       for (int r = 0; r < kRows; ++r) {
         const uint16x8_t q = vld1q_u16(reinterpret_cast<const uint16_t*>(b.rows[r] + k / 2));
@@ -301,9 +307,10 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
         acc[r] = vfmaq_f16(a, vcvtq_f16_u16(vshrq_n_u16(q, 12)), x3);
       }
     }
-    float32x4_t dots[kRows];
-    for (int r = 0; r < kRows; ++r) dots[r] = vaddq_f32(vcvt_f32_f16(vget_low_f16(acc[r])), vcvt_high_f32_f16(acc[r]));
-    total = float_group_end(b, j, sum_lanes_of_4(dots[0], dots[1], dots[2], dots[3]), x, total);
+    // lanes of each row summed pairwise twice in fp16, then in fp32: {row 0, 1, 2, 3}
+    const float16x8_t quads = vpaddq_f16(vpaddq_f16(acc[0], acc[1]), vpaddq_f16(acc[2], acc[3]));
+    const float32x4_t dots = vpaddq_f32(vcvt_f32_f16(vget_low_f16(quads)), vcvt_high_f32_f16(quads));
+    total = float_group_end(b, j, dots, x, total);
   }
   store_rows(total, b, y + n0);
 }
@@ -313,12 +320,15 @@ AWQ_EDGE_TARGET_DOT void grouped_matvec_dot(const LinearWeight& w, const Prepare
   const RowBlock b = row_block(w, n0);
   const int64_t groups = w.cols / kGroup;
   const uint8x16_t low_nibble = vdupq_n_u8(0xF);
+  const int8_t* x_i8 = x.i8.data();
   float32x4_t total = vdupq_n_f32(0.0f);
   for (int64_t j = 0; j < groups; ++j) {
     int32x4_t dot[kRows];
     for (int r = 0; r < kRows; ++r) dot[r] = vdupq_n_s32(0);
-    for (int64_t k = j * kGroup; k < (j + 1) * kGroup; k += 32) {
-      const int8x16_t x_even = vld1q_s8(x.i8.data() + k), x_odd = vld1q_s8(x.i8.data() + k + 16);
+#pragma GCC unroll 4
+    for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
+      const int64_t k = j * kGroup + c;
+      const int8x16_t x_even = vld1q_s8(x_i8 + k), x_odd = vld1q_s8(x_i8 + k + 16);
       for (int r = 0; r < kRows; ++r) {
         const uint8x16_t q = vld1q_u8(b.rows[r] + k / 2);
         dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vandq_u8(q, low_nibble)), x_even);
