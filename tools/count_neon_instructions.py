@@ -17,6 +17,7 @@ Needs g++-aarch64-linux-gnu, qemu-user-static and cmake (tools/install.sh instal
 import argparse
 import collections
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -138,7 +139,8 @@ def main():
                 functions = count(program, ranges, cpu, scheme, level, args.rows, args.cols)
                 total = sum(functions.values())
                 kernel, kernel_count = functions.most_common(1)[0]
-                short = kernel.split("(anonymous namespace)::")[1].split("(")[0]
+                short = re.match(r"(?:\w+ )?([\w:]+(?:<[^>]*>)?)", kernel.replace("(anonymous namespace)::", "")
+                                 .replace("awq_edge::cpu::", "")).group(1) + ("::lambda" if "lambda" in kernel else "")
                 verdict = "" if target is None else f"{target:>5} {'ok' if total / weights <= target else 'MISSED'}"
                 print(f"{scheme:8} {level:10} {cpu:11} {total:13d} {total / weights:11.3f} "
                       f"{kernel_count / weights:10.3f} {verdict:>7}  {short}")
