@@ -226,11 +226,12 @@ uint32x4_t group_zeros(const RowBlock& b, int64_t j) {
 }
 
 // Float epilogue of group j: total += s * (dots * x_scale) - s * z * xsum.
-float32x4_t float_group_end(const RowBlock& b, int64_t j, float32x4_t dots, const PreparedX& x, float32x4_t total) {
+float32x4_t float_group_end(const RowBlock& b, int64_t j, float32x4_t dots, float x_scale, float x_sum,
+                            float32x4_t total) {
   const float32x4_t s = group_scales(b, j);
   const float32x4_t s_z = vmulq_f32(s, vcvtq_f32_u32(group_zeros(b, j)));
-  total = vfmaq_f32(total, dots, vmulq_n_f32(s, x.scales[j]));
-  return vfmsq_n_f32(total, s_z, x.sums[j]);
+  total = vfmaq_f32(total, dots, vmulq_n_f32(s, x_scale));
+  return vfmsq_n_f32(total, s_z, x_sum);
 }
 
 void store_rows(float32x4_t total, const RowBlock& b, float* y) {
@@ -257,6 +258,7 @@ void grouped_matvec_fp32(const LinearWeight& w, const PreparedX& x, int64_t n0, 
   const RowBlock b = row_block(w, n0);
   const int64_t groups = w.cols / kGroup;
   const float* x_f32 = x.f32.data();
+  const float *x_scales = x.scales.data(), *x_sums = x.sums.data();  // locals: kept in registers
   float32x4_t total = vdupq_n_f32(0.0f);
   for (int64_t j = 0; j < groups; ++j) {
     float32x4_t acc[kRows];
@@ -279,7 +281,7 @@ void grouped_matvec_fp32(const LinearWeight& w, const PreparedX& x, int64_t n0, 
         acc[r] = fma_nibbles_f32<7>(a, q, xk);
       }
     }
-    total = float_group_end(b, j, sum_lanes_of_4(acc[0], acc[1], acc[2], acc[3]), x, total);
+    total = float_group_end(b, j, sum_lanes_of_4(acc[0], acc[1], acc[2], acc[3]), x_scales[j], x_sums[j], total);
   }
   store_rows(total, b, y + n0);
 }
@@ -290,6 +292,7 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
   const int64_t groups = w.cols / kGroup;
   const uint16x8_t m0 = vdupq_n_u16(0x000F), m1 = vdupq_n_u16(0x00F0), m2 = vdupq_n_u16(0x0F00);
   const float16_t* x_f16 = reinterpret_cast<const float16_t*>(x.f16.data());
+  const float *x_scales = x.scales.data(), *x_sums = x.sums.data();  // locals: kept in registers
   float32x4_t total = vdupq_n_f32(0.0f);
   for (int64_t j = 0; j < groups; ++j) {
     float16x8_t acc[kRows];
@@ -310,7 +313,7 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
     // lanes of each row summed pairwise twice in fp16, then in fp32: {row 0, 1, 2, 3}
     const float16x8_t quads = vpaddq_f16(vpaddq_f16(acc[0], acc[1]), vpaddq_f16(acc[2], acc[3]));
     const float32x4_t dots = vpaddq_f32(vcvt_f32_f16(vget_low_f16(quads)), vcvt_high_f32_f16(quads));
-    total = float_group_end(b, j, dots, x, total);
+    total = float_group_end(b, j, dots, x_scales[j], x_sums[j], total);
   }
   store_rows(total, b, y + n0);
 }
@@ -321,6 +324,8 @@ AWQ_EDGE_TARGET_DOT void grouped_matvec_dot(const LinearWeight& w, const Prepare
   const int64_t groups = w.cols / kGroup;
   const uint8x16_t low_nibble = vdupq_n_u8(0xF);
   const int8_t* x_i8 = x.i8.data();
+  const float* x_scales = x.scales.data();
+  const int32_t* x_qsums = x.qsums.data();  // locals: kept in registers
   float32x4_t total = vdupq_n_f32(0.0f);
   for (int64_t j = 0; j < groups; ++j) {
     int32x4_t dot[kRows];
@@ -337,8 +342,8 @@ AWQ_EDGE_TARGET_DOT void grouped_matvec_dot(const LinearWeight& w, const Prepare
     }
     // sum q x_q - z sum x_q, exact in int32, then one fp32 multiply-add for the 4 rows
     int32x4_t sums = vpaddq_s32(vpaddq_s32(dot[0], dot[1]), vpaddq_s32(dot[2], dot[3]));
-    sums = vmlsq_n_s32(sums, vreinterpretq_s32_u32(group_zeros(b, j)), x.qsums[j]);
-    total = vfmaq_f32(total, vcvtq_f32_s32(sums), vmulq_n_f32(group_scales(b, j), x.scales[j]));
+    sums = vmlsq_n_s32(sums, vreinterpretq_s32_u32(group_zeros(b, j)), x_qsums[j]);
+    total = vfmaq_f32(total, vcvtq_f32_s32(sums), vmulq_n_f32(group_scales(b, j), x_scales[j]));
   }
   store_rows(total, b, y + n0);
 }
