@@ -139,7 +139,7 @@ def main():
                 functions = count(program, ranges, cpu, scheme, level, args.rows, args.cols)
                 total = sum(functions.values())
                 kernel, kernel_count = functions.most_common(1)[0]
-                short = re.match(r"(?:\w+ )?([\w:]+(?:<[^>]*>)?)", kernel.replace("(anonymous namespace)::", "")
+                short = re.match(r"(?:\w+ )?([\w:]+(?:<[^>]*>)?)", kernel.replace("std::_Function_handler<void (long, long), ", "").replace("(anonymous namespace)::", "")
                                  .replace("awq_edge::cpu::", "")).group(1) + ("::lambda" if "lambda" in kernel else "")
                 verdict = "" if target is None else f"{target:>5} {'ok' if total / weights <= target else 'MISSED'}"
                 print(f"{scheme:8} {level:10} {cpu:11} {total:13d} {total / weights:11.3f} "
