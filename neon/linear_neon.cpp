@@ -296,7 +296,6 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
   float32x4_t total = vdupq_n_f32(0.0f);
   for (int64_t j = 0; j < groups; ++j) {
     float16x8_t acc[kRows];
-    for (int r = 0; r < kRows; ++r) acc[r] = vdupq_n_f16(0.0f);
 #pragma GCC unroll 4
     for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
       const int64_t k = j * kGroup + c;
@@ -304,7 +303,9 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
       const float16x8_t x0 = vld1q_f16(xk), x1 = vld1q_f16(xk + 8), x2 = vld1q_f16(xk + 16), x3 = vld1q_f16(xk + 24);
       for (int r = 0; r < kRows; ++r) {
         const uint16x8_t q = vld1q_u16(reinterpret_cast<const uint16_t*>(b.rows[r] + k / 2));
-        float16x8_t a = vfmaq_f16(acc[r], vcvtq_f16_u16(vandq_u16(q, m0)), x0);
+        const float16x8_t q0 = vcvtq_f16_u16(vandq_u16(q, m0));
+        // the group's first product starts the sum (FMLA onto zero would cost a register clear)
+        float16x8_t a = c == 0 ? vmulq_f16(q0, x0) : vfmaq_f16(acc[r], q0, x0);
         a = vfmaq_f16(a, vcvtq_n_f16_u16(vandq_u16(q, m1), 4), x1);
         a = vfmaq_f16(a, vcvtq_n_f16_u16(vandq_u16(q, m2), 8), x2);
         acc[r] = vfmaq_f16(a, vcvtq_f16_u16(vshrq_n_u16(q, 12)), x3);
