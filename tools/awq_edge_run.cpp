@@ -22,8 +22,9 @@ const char* kUsage =
     "  --seed S                   same seed + same prompt = same text (default 0)\n"
     "  --stop TEXT                stop string (repeatable)\n"
     "  --ignore-eos               keep generating past end-of-sequence tokens\n"
-    "  --backend NAME             auto (default) or cpu\n"
+    "  --backend NAME             auto (default), cpu or neon (aarch64 builds)\n"
     "  --threads N                CPU threads (default: physical cores)\n"
+    "  --kernels NAME             CPU kernels: auto (default), reference, avx2, neon, neon-int8, ...\n"
     "  --max-context N            KV cache positions (default: the model's, at most 4096)\n"
     "  --no-verify                skip the tensor checksums while loading\n"
     "  --stats                    print token counts and tokens/s to stderr\n";
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
     else if (arg == "--stop") generation.stop_strings.emplace_back(value());
     else if (arg == "--ignore-eos") generation.ignore_eos = true;
     else if (arg == "--backend") options.backend = value();
+    else if (arg == "--kernels") options.backend_options.kernels = value();
     else if (arg == "--threads") options.backend_options.threads = static_cast<int>(number(arg.c_str(), value()));
     else if (arg == "--max-context") options.model_options.max_context = static_cast<int64_t>(number(arg.c_str(), value()));
     else if (arg == "--no-verify") options.verify_checksums = false;

@@ -11,6 +11,14 @@ if ! command -v c++ >/dev/null 2>&1; then
   $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends g++
 fi
 
+# The NEON backend's tests (tests/native/) cross-compile for aarch64 and run under qemu's user-mode
+# emulator: on x86-64 Linux with apt, install the cross compiler and qemu when they are missing.
+if [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] && command -v apt-get >/dev/null 2>&1 &&
+   ! { command -v aarch64-linux-gnu-g++ && command -v qemu-aarch64-static; } >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends g++-aarch64-linux-gnu qemu-user-static
+fi
+
 # PyTorch: keep an installed one; otherwise 2.13.0 (on machines with a local CPU wheel pip takes it,
 # elsewhere PyPI's default build). Install your own build first to choose CPU/CUDA yourself.
 if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then

@@ -32,20 +32,61 @@ cpu::KernelLevel cpu_kernel_level(const std::string& kernels) {
                               "' (choose auto, reference, avx2 or avx512)");
 }
 
-std::shared_ptr<Backend> create_cpu(const BackendOptions& options) {
+#if AWQ_EDGE_WITH_NEON
+// The NEON backend's kernels: "auto" or "neon" (the faithful path: neon-fp16 where the CPU has FP16
+// arithmetic, else neon-fp32), "neon-int8" (the fast path: neon-i8mm or neon-dot), one level by
+// name, or "reference".
+cpu::KernelLevel neon_kernel_level(const std::string& kernels) {
+  if (kernels == "auto" || kernels == "neon") return cpu::best_kernel_level();
+  if (kernels == "neon-int8") {
+    const cpu::KernelLevel best = cpu::best_int8_kernel_level();
+    if (best == cpu::KernelLevel::Reference) {
+      throw std::runtime_error("[Backend] kernels='neon-int8' needs a CPU with the DotProd extension (SDOT); "
+                               "this one lacks it (use kernels='neon')");
+    }
+    return best;
+  }
+  for (cpu::KernelLevel level : {cpu::KernelLevel::Reference, cpu::KernelLevel::NeonFp32, cpu::KernelLevel::NeonFp16,
+                                 cpu::KernelLevel::NeonDot, cpu::KernelLevel::NeonI8mm}) {
+    if (kernels != cpu::kernel_level_name(level)) continue;
+    if (!cpu::kernel_level_supported(level)) {
+      throw std::runtime_error("[Backend] kernels='" + kernels + "' is not supported by this CPU (use kernels='neon')");
+    }
+    return level;
+  }
+  throw std::invalid_argument("[Backend] unknown NEON kernels '" + kernels +
+                              "' (choose auto, neon, neon-int8, neon-fp32, neon-fp16, neon-dot, neon-i8mm or reference)");
+}
+#endif
+
+int thread_count(const BackendOptions& options) {
   if (options.threads < 0) {
     throw std::invalid_argument("[Backend] threads must be >= 0 (0 = one per physical core), got " +
                                 std::to_string(options.threads));
   }
-  const int threads = options.threads > 0 ? options.threads : cpu::physical_core_count();
-  return cpu::create_cpu_backend(threads, cpu_kernel_level(options.kernels));
+  return options.threads > 0 ? options.threads : cpu::physical_core_count();
+}
+
+std::shared_ptr<Backend> create_cpu(const BackendOptions& options) {
+  return cpu::create_cpu_backend(thread_count(options), cpu_kernel_level(options.kernels));
 }
 
 }  // namespace
 
-std::vector<std::string> compiled_backends() { return {"cpu"}; }
+std::vector<std::string> compiled_backends() {
+#if AWQ_EDGE_WITH_NEON
+  return {"neon", "cpu"};
+#else
+  return {"cpu"};
+#endif
+}
 
 std::shared_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options) {
+#if AWQ_EDGE_WITH_NEON
+  if (name == "auto" || name == "neon") {
+    return cpu::create_cpu_backend(thread_count(options), neon_kernel_level(options.kernels));
+  }
+#endif
   if (name == "auto" || name == "cpu") return create_cpu(options);
   const std::vector<std::string> compiled = compiled_backends();
   std::string list;

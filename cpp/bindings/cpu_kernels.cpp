@@ -44,11 +44,12 @@ Scheme parse_scheme(const std::string& text) {
 
 KernelLevel parse_level(const std::string& text) {
   if (text == "best") return cpu::best_kernel_level();
-  if (text == "reference") return KernelLevel::Reference;
-  if (text == "avx2") return KernelLevel::AVX2;
-  if (text == "avx512") return KernelLevel::AVX512;
+  for (KernelLevel level : {KernelLevel::Reference, KernelLevel::AVX2, KernelLevel::AVX512, KernelLevel::NeonFp32,
+                            KernelLevel::NeonFp16, KernelLevel::NeonDot, KernelLevel::NeonI8mm}) {
+    if (text == cpu::kernel_level_name(level)) return level;
+  }
   throw std::invalid_argument("[cpu linear] unknown kernel level '" + text +
-                              "': expected best, reference, avx2 or avx512");
+                              "': expected best, reference, avx2, avx512, neon-fp32, neon-fp16, neon-dot or neon-i8mm");
 }
 
 DType dtype_of(const InputArray& array) {
@@ -157,7 +158,7 @@ void bind_cpu_kernels(nb::module_& parent) {
   nb::module_ m = parent.def_submodule("cpu_kernels", "The CPU backend's linear-layer kernels, for tests and benchmarks.");
 
   m.def("best_kernel_level", [] { return cpu::kernel_level_name(cpu::best_kernel_level()); },
-        "The fastest kernel level this CPU runs: 'avx512', 'avx2' or 'reference'.");
+        "The fastest faithful kernel level this CPU runs: 'avx512', 'avx2', 'neon-fp16', 'neon-fp32' or 'reference'.");
   m.def("physical_core_count", &cpu::physical_core_count, "Physical cores of this machine (hyper-threads not counted).");
 
   nb::class_<LinearLayer>(m, "LinearLayer",

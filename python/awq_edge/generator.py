@@ -44,7 +44,8 @@ class Generator:
 
     path: a .awqe file. backend: "auto" (the best present) or a name from `awq_edge.compiled_backends()`.
     threads: CPU threads (None: one per physical core). max_context: KV cache positions (None:
-    min(max_position_embeddings, 4096)). kernels: CPU kernel level "auto" | "avx512" | "avx2" | "reference".
+    min(max_position_embeddings, 4096)). kernels: CPU kernel level "auto" | "avx512" | "avx2" | "reference"; with
+    backend="neon" (aarch64) "neon" (faithful, the default) | "neon-int8" (int8 activations) | a level's name.
     verify_checksums: check every tensor's CRC-32 while loading (reads the whole file once).
     """
 

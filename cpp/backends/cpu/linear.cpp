@@ -111,9 +111,32 @@ void linear_reference(const LinearWeight& weight, const float* x, int64_t m, flo
 
 }  // namespace
 
+bool kernel_level_supported(KernelLevel level) {
+  switch (level) {
+    case KernelLevel::Reference: return true;
+    case KernelLevel::AVX2: return cpu_has_avx2();
+    case KernelLevel::AVX512: return cpu_has_avx512();
+    default:
+#if AWQ_EDGE_WITH_NEON
+      return neon_level_supported(level);
+#else
+      return false;
+#endif
+  }
+}
+
 KernelLevel best_kernel_level() {
-  if (cpu_has_avx512()) return KernelLevel::AVX512;
-  return cpu_has_avx2() ? KernelLevel::AVX2 : KernelLevel::Reference;
+  for (KernelLevel level : {KernelLevel::AVX512, KernelLevel::AVX2, KernelLevel::NeonFp16, KernelLevel::NeonFp32}) {
+    if (kernel_level_supported(level)) return level;
+  }
+  return KernelLevel::Reference;
+}
+
+KernelLevel best_int8_kernel_level() {
+  for (KernelLevel level : {KernelLevel::NeonI8mm, KernelLevel::NeonDot}) {
+    if (kernel_level_supported(level)) return level;
+  }
+  return KernelLevel::Reference;
 }
 
 const char* kernel_level_name(KernelLevel level) {
@@ -121,6 +144,10 @@ const char* kernel_level_name(KernelLevel level) {
     case KernelLevel::Reference: return "reference";
     case KernelLevel::AVX2: return "avx2";
     case KernelLevel::AVX512: return "avx512";
+    case KernelLevel::NeonFp32: return "neon-fp32";
+    case KernelLevel::NeonFp16: return "neon-fp16";
+    case KernelLevel::NeonDot: return "neon-dot";
+    case KernelLevel::NeonI8mm: return "neon-i8mm";
   }
   return "unknown";
 }
@@ -136,6 +163,10 @@ LinearWeight pack_linear(const Scheme& scheme, int64_t rows, int64_t cols, const
     throw std::invalid_argument(describe(scheme, rows, cols) +
                                 ": kernel level avx512 is not available (this CPU or build lacks AVX-512 F, BW, VL "
                                 "or VNNI, or AVX2)");
+  }
+  if (!kernel_level_supported(level)) {
+    throw std::invalid_argument(describe(scheme, rows, cols) + ": kernel level " + kernel_level_name(level) +
+                                " is not available on this CPU or in this build");
   }
   LinearWeight weight{scheme, rows, cols, level, nullptr};
   auto layout = std::make_shared<LinearWeight::Layout>();
@@ -154,6 +185,9 @@ LinearWeight pack_linear(const Scheme& scheme, int64_t rows, int64_t cols, const
       if (scheme.bits == 3 && level != KernelLevel::Reference) layout->nibbles = widen_to_nibbles(layout->qweight, rows, cols);
       break;
   }
+#if AWQ_EDGE_WITH_NEON
+  if (is_neon_level(level)) pack_neon(weight, *layout);
+#endif
   weight.layout = std::move(layout);
   return weight;
 }
@@ -192,6 +226,9 @@ void linear(const LinearWeight& weight, const float* x, int64_t m, float* y, Thr
 #endif
 #if AWQ_EDGE_CPU_AVX2
   if (weight.level == KernelLevel::AVX2) return linear_avx2(weight, x, m, y, pool);
+#endif
+#if AWQ_EDGE_WITH_NEON
+  if (is_neon_level(weight.level)) return linear_neon(weight, x, m, y, pool);
 #endif
   linear_reference(weight, x, m, y, pool);
 }

@@ -5,10 +5,11 @@
 //   W  (N, K) as stored: see LinearWeight
 //   y  (m, N) fp32, row-major
 //
-// Three kernel levels compute the same thing: Reference (plain C++, the readable definition, kept
-// for tests), AVX2 (AVX2 + FMA + F16C) and AVX512 (AVX-512 F + BW + VL + VNNI for decoding q4, q3
-// and q8_row, AVX2 for the rest), the best one the CPU has chosen at run time, so one build runs
-// on any x86-64. All are multithreaded over output rows through the ThreadPool.
+// Kernel levels compute the same thing: Reference (plain C++, the readable definition, kept for
+// tests); on x86-64 AVX2 (AVX2 + FMA + F16C) and AVX512 (AVX-512 F + BW + VL + VNNI for decoding
+// q4, q3 and q8_row, AVX2 for the rest); on aarch64 the NEON levels. The best one the CPU has is
+// chosen at run time, so one build runs on any CPU of its architecture. All are multithreaded
+// over output rows through the ThreadPool.
 #pragma once
 
 #include <cstdint>
@@ -23,12 +24,21 @@ namespace awq_edge::cpu {
 
 class ThreadPool;
 
-enum class KernelLevel { Reference, AVX2, AVX512 };
+// NEON levels (aarch64 builds with AWQ_EDGE_NEON, neon/linear_neon.cpp): NeonFp32 and NeonFp16 keep
+// activations in floating point (the faithful path), NeonDot and NeonI8mm round them to int8 per
+// group (the fast path, "neon-int8").
+enum class KernelLevel { Reference, AVX2, AVX512, NeonFp32, NeonFp16, NeonDot, NeonI8mm };
 
 // The best level this CPU runs (AVX2 needs avx2, fma and f16c; AVX512 those and avx512f, bw, vl
-// and vnni).
+// and vnni; on aarch64 the best faithful NEON level, since the int8 levels change the numerics and
+// are chosen by name).
 KernelLevel best_kernel_level();
-const char* kernel_level_name(KernelLevel level);  // "reference", "avx2", "avx512"
+// The best int8-activation level this CPU runs (NeonI8mm or NeonDot), or Reference when none.
+KernelLevel best_int8_kernel_level();
+// Whether this CPU and build run `level`.
+bool kernel_level_supported(KernelLevel level);
+// "reference", "avx2", "avx512", "neon-fp32", "neon-fp16", "neon-dot", "neon-i8mm"
+const char* kernel_level_name(KernelLevel level);
 
 // One weight matrix in the CPU backend's layout. Built once at load time by pack_linear from the
 // file's tensors; where a kernel can read the file's own bytes they are used in place (views into

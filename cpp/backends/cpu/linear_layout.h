@@ -12,8 +12,9 @@
 //           scales      (N, K/g)     fp16                       view
 //           zeros       (N, K/g)     u8, one zero point a byte  unpacked from the file's bit stream
 //           nibbles     (N, K/8)     u32, 8 values a word, low nibble first: the q4 layout.
-//                                    q4: none (nibble_weights() is qweight itself); q3 under AVX2
-//                                    and AVX512: the 3-bit values widened to 4 bits at pack time.
+//                                    q4: none (nibble_weights() is qweight itself); q3 at every
+//                                    level but Reference: the 3-bit values widened to 4 bits at
+//                                    pack time.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,10 @@ struct LinearWeight::Layout {
   const uint16_t* scales = nullptr;
   std::vector<uint8_t> zeros;
   std::vector<uint32_t> nibbles;
+  // NEON levels, grouped schemes: scales and zeros again, interleaved by 4 rows, (ceil(N/4), K/g, 4),
+  // padding rows 0, so the 4 rows a kernel computes read their group's values in one load.
+  std::vector<uint16_t> scales_by4;
+  std::vector<uint8_t> zeros_by4;
 
   // The weights in the q4 layout (grouped schemes under AVX2 and AVX512).
   const uint32_t* nibble_weights() const { return nibbles.empty() ? qweight : nibbles.data(); }
@@ -45,6 +50,18 @@ inline uint32_t read_packed(const uint32_t* row_words, int64_t index, int bits) 
   if (shift + bits > 32) window |= static_cast<uint64_t>(row_words[word + 1]) << 32;  // straddles
   return static_cast<uint32_t>(window >> shift) & ((1u << bits) - 1);
 }
+
+#if AWQ_EDGE_WITH_NEON
+// neon/linear_neon.cpp: whether this CPU runs a NEON level; the NEON part of packing (scales_by4,
+// zeros_by4); y (m, N) = x (m, K) W^T for a weight packed at a NEON level.
+inline bool is_neon_level(KernelLevel level) {
+  return level == KernelLevel::NeonFp32 || level == KernelLevel::NeonFp16 || level == KernelLevel::NeonDot ||
+         level == KernelLevel::NeonI8mm;
+}
+bool neon_level_supported(KernelLevel level);
+void pack_neon(const LinearWeight& weight, LinearWeight::Layout& layout);
+void linear_neon(const LinearWeight& weight, const float* x, int64_t m, float* y, ThreadPool& pool);
+#endif
 
 #if AWQ_EDGE_CPU_AVX2
 // linear_avx2.cpp: y (m, N) = x (m, K) W^T for a weight packed at KernelLevel::AVX2 or AVX512.

@@ -13,7 +13,8 @@ namespace awq_edge {
 struct BackendOptions {
   int threads = 0;              // CPU threads; 0 = the machine's physical cores
   std::string kernels = "auto"; // CPU kernel level: "auto" (the best this CPU runs),
-                                // "reference" (plain C++), "avx2" or "avx512"
+                                // "reference" (plain C++), "avx2" or "avx512"; for the NEON
+                                // backend "neon" (faithful) or "neon-int8" (int8 activations)
 };
 
 // The backends this build contains, in the order "auto" tries them: e.g. {"cuda", "cpu"}.

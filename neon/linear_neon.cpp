@@ -1,0 +1,696 @@
+// linear_neon.cpp: y (m, N) = x (m, K) W^T with ARM NEON (aarch64: 32 registers of 128 bits), for
+// the CPU backend's NEON kernel levels (linear.h). The rest of the engine is built for baseline
+// aarch64; the kernels that need an extension carry it as a function attribute, and linear.cpp
+// picks a level at run time from the CPU's features (neon_level_supported below), so one binary
+// runs on any aarch64 CPU.
+//
+//   level       decode (m < 8) of q4/q3                              needs
+//   neon-fp32   fp32 FMLA, W converted nibble -> fp32                  (baseline)
+//   neon-fp16   fp16 FMLA, W nibble -> fp16, x scaled to fp16          FEAT_FP16 (asimdhp)
+//   neon-dot    x rounded to int8 per group, SDOT 4 products a lane    FEAT_DotProd (asimddp)
+//   neon-i8mm   as neon-dot for decode; prefill 2 x 2 tokens/rows      FEAT_I8MM
+//               by SMMLA on int8 x
+//
+// neon-fp32 and neon-fp16 are the faithful path (activations stay floating point);
+// neon-dot and neon-i8mm the fast path ("neon-int8"). f16 and q8_row weights use fp32 FMLA at every
+// level; prefill (m >= 8) of the faithful levels dequantizes W tile by tile to fp32 (below).
+//
+// W stays in the file's q4 layout (q3 is widened to it at pack time), used in place: row n is K/2
+// bytes, byte b holding column 2b in its low and column 2b+1 in its high nibble. A kernel never
+// shuffles W; it extracts nibbles with one AND (or shift) and a conversion whose fixed-point form
+// divides by the nibble's bit position for free (ucvtf #fbits), and instead x is permuted once a
+// call into the order in which the lanes come out. For one 32-column block c .. c+31 (16 bytes):
+//
+//   fp32: 4 x u32 lanes, lane i = 8 nibbles of columns c+8i .. c+8i+7
+//         vector t (t = 0..7) = (w & 0xF << 4t) ucvtf #4t   ->  lanes hold c+t, c+8+t, c+16+t, c+24+t
+//   fp16: 8 x u16 lanes, lane i = columns c+4i .. c+4i+3
+//         vector t (t = 0..3) = (w & 0xF << 4t) ucvtf #4t   ->  lanes hold c+t, c+4+t, ..., c+28+t
+//   int8: 16 x u8 lanes, lane i = columns c+2i, c+2i+1
+//         even = w & 0xF, odd = w >> 4                       ->  lanes hold c, c+2, ... / c+1, c+3, ...
+//
+//             byte   0      1      2      3     ...   15
+//   nibbles        c c+1  c+2 c+3  c+4 c+5  c+6 c+7  ... c+30 c+31     (low, high)
+//   u16 lane 0 = bytes 0,1 = columns c..c+3; u32 lane 0 = bytes 0..3 = columns c..c+7
+//
+// A group (32..128 columns) is a union of whole 32-column blocks, so it is the same in every order.
+// The zero point is factored out of the inner loop, for each group j of row n:
+//   y[n] += s[n][j] * (sum_{k in j} q[n][k] x[k]) - s[n][j] z[n][j] xsum[j]
+// The kernels compute kRows = 4 rows at once (each x load serves 4 rows); the group epilogue then
+// works on the 4 rows as one vector, which is why packing interleaves the scales and zero points
+// by 4 rows (Layout::scales_by4 / zeros_by4, (ceil(N/4), K/g, 4), padding rows zero).
+//
+// Numerics. fp32: as the Reference level up to fp32 rounding. fp16: x of each group is scaled by
+// a power of two into [-1, 1] (exact) and rounded to fp16, the products of a group are summed in
+// fp16 lanes (at most g/8 products each) and everything after in fp32: a relative error of about
+// 1e-3 of the group's sum of |q x| (the lanes of a group are also added pairwise twice in fp16). int8: x of each group is rounded to int8 by its largest |x|
+// (x ~ x_scale * x_q, |x_q| <= 127), a relative error of up to 0.4% of that value; the integer
+// sums are exact.
+#include <arm_neon.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
+#include "awq_edge/fp16.h"
+#include "linear_layout.h"
+
+// Per-function instruction-set extensions (GCC >= 10, Clang): a function so marked runs only
+// after neon_level_supported() said yes.
+#define AWQ_EDGE_TARGET_FP16 __attribute__((target("arch=armv8.2-a+fp16")))
+#define AWQ_EDGE_TARGET_DOT __attribute__((target("arch=armv8.2-a+dotprod")))
+#define AWQ_EDGE_TARGET_I8MM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
+
+namespace awq_edge::cpu {
+
+namespace {
+
+constexpr int kRows = 4;          // rows of W per matrix-vector step (each x load serves 4)
+constexpr int kMinTiledRows = 8;  // from this many rows of x on, prefill kernels
+constexpr int kTileRows = 16;     // rows of W dequantized at once on the tiled path
+constexpr int kTileX = 4;         // register block of the tile kernel: 4 rows of x ...
+constexpr int kTileW = 4;         // ... times 4 rows of W = 16 accumulators (+ 8 loaded vectors)
+
+// ---------------------------------------------------------------------------------------------
+// CPU features
+// ---------------------------------------------------------------------------------------------
+struct Features {
+  bool fp16 = false, dotprod = false, i8mm = false;
+};
+
+Features detect_features() {
+  Features f;
+#if defined(__linux__)
+  constexpr unsigned long kHwcapAsimdHp = 1ul << 10;  // HWCAP_ASIMDHP: fp16 vector arithmetic
+  constexpr unsigned long kHwcapAsimdDp = 1ul << 20;  // HWCAP_ASIMDDP: SDOT/UDOT
+  constexpr unsigned long kHwcap2I8mm = 1ul << 13;    // HWCAP2_I8MM: SMMLA
+  const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
+  f.fp16 = hwcap & kHwcapAsimdHp;
+  f.dotprod = hwcap & kHwcapAsimdDp;
+  f.i8mm = hwcap2 & kHwcap2I8mm;
+#elif defined(__APPLE__)
+  auto has = [](const char* name) {
+    int value = 0;
+    size_t size = sizeof(value);
+    return sysctlbyname(name, &value, &size, nullptr, 0) == 0 && value != 0;
+  };
+  f.fp16 = has("hw.optional.arm.FEAT_FP16");
+  f.dotprod = has("hw.optional.arm.FEAT_DotProd");
+  f.i8mm = has("hw.optional.arm.FEAT_I8MM");
+#endif
+  return f;
+}
+
+const Features& features() {
+  static const Features f = detect_features();
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// x, prepared once a call (per row of x) in the order of the level's lanes (opening comment).
+// ---------------------------------------------------------------------------------------------
+struct PreparedX {
+  std::vector<float> f32;      // (K) fp32 order
+  std::vector<__fp16> f16;     // (K) fp16 order, x / scales[j]
+  std::vector<int8_t> i8;      // (K) int8 (nibble) order, round(x / scales[j])
+  std::vector<float> scales;   // (K/g) 1 (fp32), a power of two >= max |x| (fp16), max |x| / 127 (int8)
+  std::vector<float> sums;     // (K/g) sum of x (fp32, fp16)
+  std::vector<int32_t> qsums;  // (K/g) sum of x_q (int8)
+};
+
+// Position of column `within` (0..31) of a 32-column block in each order.
+int fp32_position(int within) { return (within % 8) * 4 + within / 8; }
+int fp16_position(int within) { return (within % 4) * 8 + within / 4; }
+int int8_position(int within) { return (within % 2) * 16 + within / 2; }
+
+float largest_magnitude(const float* x, int64_t n) {
+  float largest = 0.0f;
+  for (int64_t k = 0; k < n; ++k) largest = std::max(largest, std::fabs(x[k]));
+  return largest;
+}
+
+void prepare_fp32(const float* x, int64_t cols, int64_t group_size, PreparedX& out) {
+  const int64_t groups = cols / group_size;
+  out.f32.resize(cols);
+  out.scales.assign(groups, 1.0f);
+  out.sums.resize(groups);
+  for (int64_t j = 0; j < groups; ++j) {
+    double sum = 0.0;
+    for (int64_t k = j * group_size; k < (j + 1) * group_size; ++k) {
+      out.f32[k - k % 32 + fp32_position(k % 32)] = x[k];
+      sum += x[k];
+    }
+    out.sums[j] = static_cast<float>(sum);
+  }
+}
+
+void prepare_fp16(const float* x, int64_t cols, int64_t group_size, PreparedX& out) {
+  const int64_t groups = cols / group_size;
+  out.f16.resize(cols);
+  out.scales.resize(groups);
+  out.sums.resize(groups);
+  for (int64_t j = 0; j < groups; ++j) {
+    int exponent = 0;
+    std::frexp(largest_magnitude(x + j * group_size, group_size), &exponent);  // max < 2^exponent
+    const float inverse = std::ldexp(1.0f, -exponent);
+    double sum = 0.0;
+    for (int64_t k = j * group_size; k < (j + 1) * group_size; ++k) {
+      out.f16[k - k % 32 + fp16_position(k % 32)] = static_cast<__fp16>(x[k] * inverse);
+      sum += x[k];
+    }
+    out.scales[j] = std::ldexp(1.0f, exponent);
+    out.sums[j] = static_cast<float>(sum);
+  }
+}
+
+void prepare_int8(const float* x, int64_t cols, int64_t group_size, PreparedX& out) {
+  const int64_t groups = cols / group_size;
+  out.i8.resize(cols);
+  out.scales.resize(groups);
+  out.qsums.resize(groups);
+  for (int64_t j = 0; j < groups; ++j) {
+    const float largest = largest_magnitude(x + j * group_size, group_size);
+    const float inverse = largest > 0.0f ? 127.0f / largest : 0.0f;
+    int32_t sum = 0;
+    for (int64_t k = j * group_size; k < (j + 1) * group_size; ++k) {
+      const int8_t q = static_cast<int8_t>(std::lrintf(x[k] * inverse));
+      out.i8[k - k % 32 + int8_position(k % 32)] = q;
+      sum += q;
+    }
+    out.scales[j] = largest / 127.0f;
+    out.qsums[j] = sum;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grouped decode: rows n0 .. n0+3 of y = W x (rows past N read row n0 and are not stored).
+// ---------------------------------------------------------------------------------------------
+struct RowBlock {
+  const uint8_t* rows[kRows];  // q4 bytes of each row
+  const uint16_t* scales;      // (K/g, 4) fp16, this block's slice of scales_by4
+  const uint8_t* zeros;        // (K/g, 4) of zeros_by4
+  int valid;                   // rows of the block inside W (1..4)
+};
+
+RowBlock row_block(const LinearWeight& w, int64_t n0) {
+  const LinearWeight::Layout& layout = *w.layout;
+  const int64_t groups = w.cols / w.scheme.group_size;
+  RowBlock block{};
+  block.valid = static_cast<int>(std::min<int64_t>(kRows, w.rows - n0));
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t n = r < block.valid ? n0 + r : n0;
+    block.rows[r] = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n * w.cols / 8);
+  }
+  block.scales = layout.scales_by4.data() + (n0 / kRows) * groups * kRows;
+  block.zeros = layout.zeros_by4.data() + (n0 / kRows) * groups * kRows;
+  return block;
+}
+
+float32x4_t sum_lanes_of_4(float32x4_t a, float32x4_t b, float32x4_t c, float32x4_t d) {
+  return vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d));  // {sum a, sum b, sum c, sum d}
+}
+
+float32x4_t group_scales(const RowBlock& b, int64_t j) {
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(b.scales + j * kRows)));
+}
+
+uint32x4_t group_zeros(const RowBlock& b, int64_t j) {
+  const uint8x8_t bytes = vreinterpret_u8_u32(vld1_dup_u32(reinterpret_cast<const uint32_t*>(b.zeros + j * kRows)));
+  return vmovl_u16(vget_low_u16(vmovl_u8(bytes)));
+}
+
+// Float epilogue of group j: total += s * (dots * x_scale) - s * z * xsum.
+float32x4_t float_group_end(const RowBlock& b, int64_t j, float32x4_t dots, float x_scale, float x_sum,
+                            float32x4_t total) {
+  const float32x4_t s = group_scales(b, j);
+  const float32x4_t s_z = vmulq_f32(s, vcvtq_f32_u32(group_zeros(b, j)));
+  total = vfmaq_f32(total, dots, vmulq_n_f32(s, x_scale));
+  return vfmsq_n_f32(total, s_z, x_sum);
+}
+
+void store_rows(float32x4_t total, const RowBlock& b, float* y) {
+  if (b.valid == kRows) return vst1q_f32(y, total);
+  float lanes[kRows];
+  vst1q_f32(lanes, total);
+  for (int r = 0; r < b.valid; ++r) y[r] = lanes[r];
+}
+
+template <int T>
+float32x4_t nibbles_f32(uint32x4_t w) {
+  if constexpr (T == 0) return vcvtq_f32_u32(vandq_u32(w, vdupq_n_u32(0xF)));
+  else if constexpr (T == 7) return vcvtq_f32_u32(vshrq_n_u32(w, 28));
+  else return vcvtq_n_f32_u32(vandq_u32(w, vdupq_n_u32(0xFu << (4 * T))), 4 * T);
+}
+
+template <int T>
+float32x4_t fma_nibbles_f32(float32x4_t acc, uint32x4_t w, const float32x4_t x[8]) {
+  return vfmaq_f32(acc, nibbles_f32<T>(w), x[T]);
+}
+
+template <int kGroup>
+void grouped_matvec_fp32(const LinearWeight& w, const PreparedX& x, int64_t n0, float* y) {
+  const RowBlock b = row_block(w, n0);
+  const int64_t groups = w.cols / kGroup;
+  const float* x_f32 = x.f32.data();
+  const float *x_scales = x.scales.data(), *x_sums = x.sums.data();  // locals: kept in registers
+  float32x4_t total = vdupq_n_f32(0.0f);
+  for (int64_t j = 0; j < groups; ++j) {
+    float32x4_t acc[kRows];
+    for (int r = 0; r < kRows; ++r) acc[r] = vdupq_n_f32(0.0f);
+#pragma GCC unroll 4
+    for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
+      const int64_t k = j * kGroup + c;
+      float32x4_t xk[8];
+      for (int t = 0; t < 8; ++t) xk[t] = vld1q_f32(x_f32 + k + 4 * t);
+      for (int r = 0; r < kRows; ++r) {
+        const uint32x4_t q = vld1q_u32(reinterpret_cast<const uint32_t*>(b.rows[r] + k / 2));
+        float32x4_t a = acc[r];
+        a = fma_nibbles_f32<0>(a, q, xk);
+        a = fma_nibbles_f32<1>(a, q, xk);
+        a = fma_nibbles_f32<2>(a, q, xk);
+        a = fma_nibbles_f32<3>(a, q, xk);
+        a = fma_nibbles_f32<4>(a, q, xk);
+        a = fma_nibbles_f32<5>(a, q, xk);
+        a = fma_nibbles_f32<6>(a, q, xk);
+        acc[r] = fma_nibbles_f32<7>(a, q, xk);
+      }
+    }
+    total = float_group_end(b, j, sum_lanes_of_4(acc[0], acc[1], acc[2], acc[3]), x_scales[j], x_sums[j], total);
+  }
+  store_rows(total, b, y + n0);
+}
+
+template <int kGroup>
+AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const PreparedX& x, int64_t n0, float* y) {
+  const RowBlock b = row_block(w, n0);
+  const int64_t groups = w.cols / kGroup;
+  const uint16x8_t m0 = vdupq_n_u16(0x000F), m1 = vdupq_n_u16(0x00F0), m2 = vdupq_n_u16(0x0F00);
+  const float16_t* x_f16 = reinterpret_cast<const float16_t*>(x.f16.data());
+  const float *x_scales = x.scales.data(), *x_sums = x.sums.data();  // locals: kept in registers
+  float32x4_t total = vdupq_n_f32(0.0f);
+  for (int64_t j = 0; j < groups; ++j) {
+    float16x8_t acc[kRows];
+#pragma GCC unroll 4
+    for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
+      const int64_t k = j * kGroup + c;
+      const float16_t* xk = x_f16 + k;
+      const float16x8_t x0 = vld1q_f16(xk), x1 = vld1q_f16(xk + 8), x2 = vld1q_f16(xk + 16), x3 = vld1q_f16(xk + 24);
+      for (int r = 0; r < kRows; ++r) {
+        const uint16x8_t q = vld1q_u16(reinterpret_cast<const uint16_t*>(b.rows[r] + k / 2));
+        const float16x8_t q0 = vcvtq_f16_u16(vandq_u16(q, m0));
+        // the group's first product starts the sum (FMLA onto zero would cost a register clear)
+        float16x8_t a = c == 0 ? vmulq_f16(q0, x0) : vfmaq_f16(acc[r], q0, x0);
+        a = vfmaq_f16(a, vcvtq_n_f16_u16(vandq_u16(q, m1), 4), x1);
+        a = vfmaq_f16(a, vcvtq_n_f16_u16(vandq_u16(q, m2), 8), x2);
+        acc[r] = vfmaq_f16(a, vcvtq_f16_u16(vshrq_n_u16(q, 12)), x3);
+      }
+    }
+    // lanes of each row summed pairwise twice in fp16, then in fp32: {row 0, 1, 2, 3}
+    const float16x8_t quads = vpaddq_f16(vpaddq_f16(acc[0], acc[1]), vpaddq_f16(acc[2], acc[3]));
+    const float32x4_t dots = vpaddq_f32(vcvt_f32_f16(vget_low_f16(quads)), vcvt_high_f32_f16(quads));
+    total = float_group_end(b, j, dots, x_scales[j], x_sums[j], total);
+  }
+  store_rows(total, b, y + n0);
+}
+
+template <int kGroup>
+AWQ_EDGE_TARGET_DOT void grouped_matvec_dot(const LinearWeight& w, const PreparedX& x, int64_t n0, float* y) {
+  const RowBlock b = row_block(w, n0);
+  const int64_t groups = w.cols / kGroup;
+  const uint8x16_t low_nibble = vdupq_n_u8(0xF);
+  const int8_t* x_i8 = x.i8.data();
+  const float* x_scales = x.scales.data();
+  const int32_t* x_qsums = x.qsums.data();  // locals: kept in registers
+  float32x4_t total = vdupq_n_f32(0.0f);
+  for (int64_t j = 0; j < groups; ++j) {
+    int32x4_t dot[kRows];
+    for (int r = 0; r < kRows; ++r) dot[r] = vdupq_n_s32(0);
+#pragma GCC unroll 4
+    for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
+      const int64_t k = j * kGroup + c;
+      const int8x16_t x_even = vld1q_s8(x_i8 + k), x_odd = vld1q_s8(x_i8 + k + 16);
+      for (int r = 0; r < kRows; ++r) {
+        const uint8x16_t q = vld1q_u8(b.rows[r] + k / 2);
+        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vandq_u8(q, low_nibble)), x_even);
+        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), x_odd);
+      }
+    }
+    // sum q x_q - z sum x_q, exact in int32, then one fp32 multiply-add for the 4 rows
+    int32x4_t sums = vpaddq_s32(vpaddq_s32(dot[0], dot[1]), vpaddq_s32(dot[2], dot[3]));
+    sums = vmlsq_n_s32(sums, vreinterpretq_s32_u32(group_zeros(b, j)), x_qsums[j]);
+    total = vfmaq_f32(total, vcvtq_f32_s32(sums), vmulq_n_f32(group_scales(b, j), x_scales[j]));
+  }
+  store_rows(total, b, y + n0);
+}
+
+enum class Path { Fp32, Fp16, Dot };
+
+template <Path kPath, int kGroup>
+void grouped_matvec_rows(const LinearWeight& w, const PreparedX& x, int64_t n0, float* y) {
+  if constexpr (kPath == Path::Fp32) grouped_matvec_fp32<kGroup>(w, x, n0, y);
+  else if constexpr (kPath == Path::Fp16) grouped_matvec_fp16<kGroup>(w, x, n0, y);
+  else grouped_matvec_dot<kGroup>(w, x, n0, y);
+}
+
+template <Path kPath>
+void grouped_matvec(const LinearWeight& w, const PreparedX& x, float* y, ThreadPool& pool) {
+  const int64_t blocks = (w.rows + kRows - 1) / kRows;
+  pool.run(blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      switch (w.scheme.group_size) {
+        case 32: grouped_matvec_rows<kPath, 32>(w, x, block * kRows, y); break;
+        case 64: grouped_matvec_rows<kPath, 64>(w, x, block * kRows, y); break;
+        default: grouped_matvec_rows<kPath, 128>(w, x, block * kRows, y); break;
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// f16 and q8_row decode: fp32 FMLA, 16 columns a step, 4 rows at once, then a scalar tail.
+// ---------------------------------------------------------------------------------------------
+struct F16Rows {
+  const uint16_t* data;
+  int64_t cols;
+  // 16 weights of row n from column k, as 4 fp32 vectors
+  void load(int64_t n, int64_t k, float32x4_t out[4]) const {
+    const float16x8_t a = vreinterpretq_f16_u16(vld1q_u16(data + n * cols + k));
+    const float16x8_t b = vreinterpretq_f16_u16(vld1q_u16(data + n * cols + k + 8));
+    out[0] = vcvt_f32_f16(vget_low_f16(a)), out[1] = vcvt_high_f32_f16(a);
+    out[2] = vcvt_f32_f16(vget_low_f16(b)), out[3] = vcvt_high_f32_f16(b);
+  }
+  float at(int64_t n, int64_t k) const { return fp16_to_float(data[n * cols + k]); }
+  float row_scale(int64_t) const { return 1.0f; }
+};
+
+struct Q8Rows {
+  const int8_t* data;
+  const uint16_t* scales;
+  int64_t cols;
+  void load(int64_t n, int64_t k, float32x4_t out[4]) const {
+    const int8x16_t q = vld1q_s8(data + n * cols + k);
+    const int16x8_t low = vmovl_s8(vget_low_s8(q)), high = vmovl_high_s8(q);
+    out[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(low))), out[1] = vcvtq_f32_s32(vmovl_high_s16(low));
+    out[2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(high))), out[3] = vcvtq_f32_s32(vmovl_high_s16(high));
+  }
+  float at(int64_t n, int64_t k) const { return static_cast<float>(data[n * cols + k]); }
+  float row_scale(int64_t n) const { return fp16_to_float(scales[n]); }
+};
+
+template <typename Rows>
+void dense_matvec_rows(const Rows& w, int64_t cols, int64_t n0, int valid, const float* x, float* y) {
+  int64_t rows[kRows];
+  for (int r = 0; r < kRows; ++r) rows[r] = r < valid ? n0 + r : n0;
+  float32x4_t acc[kRows];
+  for (int r = 0; r < kRows; ++r) acc[r] = vdupq_n_f32(0.0f);
+  int64_t k = 0;
+  for (; k + 16 <= cols; k += 16) {
+    const float32x4_t x0 = vld1q_f32(x + k), x1 = vld1q_f32(x + k + 4), x2 = vld1q_f32(x + k + 8), x3 = vld1q_f32(x + k + 12);
+    for (int r = 0; r < kRows; ++r) {
+      float32x4_t wv[4];
+      w.load(rows[r], k, wv);
+      acc[r] = vfmaq_f32(vfmaq_f32(vfmaq_f32(vfmaq_f32(acc[r], wv[0], x0), wv[1], x1), wv[2], x2), wv[3], x3);
+    }
+  }
+  for (int r = 0; r < valid; ++r) {
+    float sum = vaddvq_f32(acc[r]);
+    for (int64_t tail = k; tail < cols; ++tail) sum += w.at(rows[r], tail) * x[tail];
+    y[n0 + r] = sum * w.row_scale(rows[r]);
+  }
+}
+
+template <typename Rows>
+void dense_matvec(const Rows& rows, const LinearWeight& w, const float* x, float* y, ThreadPool& pool) {
+  const int64_t blocks = (w.rows + kRows - 1) / kRows;
+  pool.run(blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t n0 = block * kRows;
+      dense_matvec_rows(rows, w.cols, n0, static_cast<int>(std::min<int64_t>(kRows, w.rows - n0)), x, y);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill (m >= kMinTiledRows) of the faithful levels: W is dequantized kTileRows rows at a time
+// into an fp32 tile (in fp32 order for grouped schemes, x permuted to match), which a 4 x 4
+// register-blocked fp32 kernel multiplies with every row of x: the unpacking is paid once per
+// tile, not once per token.
+// ---------------------------------------------------------------------------------------------
+// (q - z) * s in fp32, as the Reference level computes it
+template <int T>
+void store_dequantized(uint32x4_t q, float32x4_t s, float32x4_t z, float* out) {
+  vst1q_f32(out + 4 * T, vmulq_f32(vsubq_f32(nibbles_f32<T>(q), z), s));
+}
+
+void dequantize_row_neon(const LinearWeight& w, int64_t n, float* out) {
+  const LinearWeight::Layout& layout = *w.layout;
+  if (w.scheme.kind != Scheme::Kind::Grouped) return dequantize_row(w, n, out);  // natural order
+  const int64_t cols = w.cols, group_size = w.scheme.group_size, groups = cols / group_size;
+  const uint8_t* bytes = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n * cols / 8);
+  for (int64_t j = 0; j < groups; ++j) {
+    const float32x4_t s = vdupq_n_f32(fp16_to_float(layout.scales[n * groups + j]));
+    const float32x4_t z = vdupq_n_f32(static_cast<float>(layout.zeros[n * groups + j]));
+    for (int64_t k = j * group_size; k < (j + 1) * group_size; k += 32) {
+      const uint32x4_t q = vld1q_u32(reinterpret_cast<const uint32_t*>(bytes + k / 2));
+      store_dequantized<0>(q, s, z, out + k), store_dequantized<1>(q, s, z, out + k);
+      store_dequantized<2>(q, s, z, out + k), store_dequantized<3>(q, s, z, out + k);
+      store_dequantized<4>(q, s, z, out + k), store_dequantized<5>(q, s, z, out + k);
+      store_dequantized<6>(q, s, z, out + k), store_dequantized<7>(q, s, z, out + k);
+    }
+  }
+}
+
+// y[i][t] = x[i] . tile[t] for MX rows of x and MW rows of the tile (row length and stride K).
+template <int MX, int MW>
+void tile_block(const float* x, const float* tile, int64_t cols, float* y, int64_t y_stride) {
+  float32x4_t acc[MX][MW];
+  for (int i = 0; i < MX; ++i)
+    for (int t = 0; t < MW; ++t) acc[i][t] = vdupq_n_f32(0.0f);
+  int64_t k = 0;
+  for (; k + 4 <= cols; k += 4) {
+    float32x4_t wv[MW];
+    for (int t = 0; t < MW; ++t) wv[t] = vld1q_f32(tile + t * cols + k);
+    for (int i = 0; i < MX; ++i) {
+      const float32x4_t xv = vld1q_f32(x + i * cols + k);
+      for (int t = 0; t < MW; ++t) acc[i][t] = vfmaq_f32(acc[i][t], xv, wv[t]);
+    }
+  }
+  for (int i = 0; i < MX; ++i) {
+    for (int t = 0; t < MW; ++t) {
+      float sum = vaddvq_f32(acc[i][t]);
+      for (int64_t tail = k; tail < cols; ++tail) sum += x[i * cols + tail] * tile[t * cols + tail];
+      y[i * y_stride + t] = sum;
+    }
+  }
+}
+
+template <int MX>
+void tile_block_rows(int tile_rows_left, const float* x, const float* tile, int64_t cols, float* y, int64_t y_stride) {
+  static_assert(kTileW == 4, "the cases below");
+  switch (std::min(tile_rows_left, kTileW)) {
+    case 4: return tile_block<MX, 4>(x, tile, cols, y, y_stride);
+    case 3: return tile_block<MX, 3>(x, tile, cols, y, y_stride);
+    case 2: return tile_block<MX, 2>(x, tile, cols, y, y_stride);
+    default: return tile_block<MX, 1>(x, tile, cols, y, y_stride);
+  }
+}
+
+// x (m, K) in the tile's column order; y (m, N).
+void tiled_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  const int64_t rows = w.rows, cols = w.cols;
+  const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
+  pool.run(tiles, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> tile;
+    tile.resize(static_cast<size_t>(kTileRows * cols));
+    for (int64_t t0 = begin; t0 < end; ++t0) {
+      const int64_t n0 = t0 * kTileRows;
+      const int tile_rows = static_cast<int>(std::min<int64_t>(kTileRows, rows - n0));
+      for (int t = 0; t < tile_rows; ++t) dequantize_row_neon(w, n0 + t, tile.data() + t * cols);
+      for (int64_t i = 0; i < m; i += kTileX) {
+        const int x_rows = static_cast<int>(std::min<int64_t>(kTileX, m - i));
+        for (int t = 0; t < tile_rows; t += kTileW) {
+          const float* x_block = x + i * cols;
+          const float* w_block = tile.data() + t * cols;
+          float* y_block = y + i * rows + n0 + t;
+          switch (x_rows) {
+            case 4: tile_block_rows<4>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
+            case 3: tile_block_rows<3>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
+            case 2: tile_block_rows<2>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
+            default: tile_block_rows<1>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
+          }
+        }
+      }
+    }
+  });
+}
+
+void faithful_prefill(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  if (w.scheme.kind != Scheme::Kind::Grouped) return tiled_matmul(w, x, m, y, pool);
+  thread_local std::vector<float> x_ordered;
+  x_ordered.resize(static_cast<size_t>(m * w.cols));
+  for (int64_t k = 0; k < m * w.cols; ++k) x_ordered[k - k % 32 + fp32_position(k % 32)] = x[k];
+  tiled_matmul(w, x_ordered.data(), m, y, pool);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill of neon-i8mm: SMMLA multiplies a 2 x 8 int8 matrix by an 8 x 2 one into 2 x 2 int32, so
+// 2 rows of W (A) times 2 tokens of x (B) per instruction, 8 columns deep:
+//
+//            B = x_q of tokens i, i+1 (8 columns each)
+//   A = q of rows n, n+1      ->  acc = | n.i    n.i+1   |  (int32, one group)
+//                                       | n+1.i  n+1.i+1 |
+// The rows' nibbles (int8 order: 16 even columns, then 16 odd) are paired with vzip of 64-bit
+// halves; x_q of the two tokens is paired the same way once per call.
+// ---------------------------------------------------------------------------------------------
+struct PairedX {
+  std::vector<int8_t> values;  // (m/2 pairs, K/8 steps, 2 tokens, 8) int8 order, odd m: last token twice
+  std::vector<float> scales;   // (m_padded, K/g)
+  std::vector<int32_t> qsums;  // (m_padded, K/g)
+};
+
+void pair_tokens(const float* x, int64_t m, int64_t cols, int64_t group_size, PairedX& out) {
+  const int64_t pairs = (m + 1) / 2, groups = cols / group_size;
+  out.values.resize(static_cast<size_t>(pairs * 2 * cols));
+  out.scales.resize(static_cast<size_t>(pairs * 2 * groups));
+  out.qsums.resize(static_cast<size_t>(pairs * 2 * groups));
+  PreparedX one;
+  for (int64_t i = 0; i < pairs * 2; ++i) {
+    const int64_t token = std::min(i, m - 1);
+    prepare_int8(x + token * cols, cols, group_size, one);
+    std::copy(one.scales.begin(), one.scales.end(), out.scales.begin() + i * groups);
+    std::copy(one.qsums.begin(), one.qsums.end(), out.qsums.begin() + i * groups);
+    int8_t* pair = out.values.data() + (i / 2) * 2 * cols;
+    for (int64_t step = 0; step < cols / 8; ++step) {
+      std::copy(one.i8.begin() + step * 8, one.i8.begin() + step * 8 + 8, pair + step * 16 + (i % 2) * 8);
+    }
+  }
+}
+
+template <int kGroup>
+AWQ_EDGE_TARGET_I8MM void i8mm_block(const LinearWeight& w, const PairedX& x, int64_t pair, int64_t n0, int64_t m,
+                                     float* y) {
+  const LinearWeight::Layout& layout = *w.layout;
+  const int64_t cols = w.cols, groups = cols / kGroup;
+  const int64_t n1 = std::min(n0 + 1, w.rows - 1);
+  const uint8_t* row0 = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n0 * cols / 8);
+  const uint8_t* row1 = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n1 * cols / 8);
+  const int8_t* xp = x.values.data() + pair * 2 * cols;
+  const uint8x16_t low_nibble = vdupq_n_u8(0xF);
+  float32x4_t total = vdupq_n_f32(0.0f);  // {n0.i, n0.i+1, n1.i, n1.i+1}
+  for (int64_t j = 0; j < groups; ++j) {
+    int32x4_t acc = vdupq_n_s32(0);
+    for (int64_t k = j * kGroup; k < (j + 1) * kGroup; k += 32) {
+      const uint8x16_t q0 = vld1q_u8(row0 + k / 2), q1 = vld1q_u8(row1 + k / 2);
+      const uint64x2_t even0 = vreinterpretq_u64_u8(vandq_u8(q0, low_nibble));
+      const uint64x2_t even1 = vreinterpretq_u64_u8(vandq_u8(q1, low_nibble));
+      const uint64x2_t odd0 = vreinterpretq_u64_u8(vshrq_n_u8(q0, 4)), odd1 = vreinterpretq_u64_u8(vshrq_n_u8(q1, 4));
+      const int8_t* xk = xp + k * 2;  // 4 steps of (2 tokens x 8) for this 32-column block
+      acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip1q_u64(even0, even1)), vld1q_s8(xk));
+      acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip2q_u64(even0, even1)), vld1q_s8(xk + 16));
+      acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip1q_u64(odd0, odd1)), vld1q_s8(xk + 32));
+      acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip2q_u64(odd0, odd1)), vld1q_s8(xk + 48));
+    }
+    const int64_t i0 = pair * 2;
+    const float s0 = fp16_to_float(layout.scales[n0 * groups + j]), s1 = fp16_to_float(layout.scales[n1 * groups + j]);
+    const int32_t z0 = layout.zeros[n0 * groups + j], z1 = layout.zeros[n1 * groups + j];
+    const int32_t xq0 = x.qsums[i0 * groups + j], xq1 = x.qsums[(i0 + 1) * groups + j];
+    const float xs0 = x.scales[i0 * groups + j], xs1 = x.scales[(i0 + 1) * groups + j];
+    const int32_t zero_terms[4] = {z0 * xq0, z0 * xq1, z1 * xq0, z1 * xq1};
+    const float factors[4] = {s0 * xs0, s0 * xs1, s1 * xs0, s1 * xs1};
+    const int32x4_t exact = vsubq_s32(acc, vld1q_s32(zero_terms));
+    total = vfmaq_f32(total, vcvtq_f32_s32(exact), vld1q_f32(factors));
+  }
+  float out[4];
+  vst1q_f32(out, total);
+  const int64_t i0 = pair * 2, rows = w.rows;
+  y[i0 * rows + n0] = out[0];
+  if (i0 + 1 < m) y[(i0 + 1) * rows + n0] = out[1];
+  if (n0 + 1 < rows) {
+    y[i0 * rows + n0 + 1] = out[2];
+    if (i0 + 1 < m) y[(i0 + 1) * rows + n0 + 1] = out[3];
+  }
+}
+
+void i8mm_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  thread_local PairedX paired_storage;
+  pair_tokens(x, m, w.cols, w.scheme.group_size, paired_storage);
+  const PairedX& paired = paired_storage;  // the caller's, not each worker's thread_local
+  const int64_t row_pairs = (w.rows + 1) / 2, token_pairs = (m + 1) / 2;
+  pool.run(row_pairs, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      for (int64_t pair = 0; pair < token_pairs; ++pair) {
+        switch (w.scheme.group_size) {
+          case 32: i8mm_block<32>(w, paired, pair, p * 2, m, y); break;
+          case 64: i8mm_block<64>(w, paired, pair, p * 2, m, y); break;
+          default: i8mm_block<128>(w, paired, pair, p * 2, m, y); break;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// linear_layout.h's entry points
+// ---------------------------------------------------------------------------------------------
+bool neon_level_supported(KernelLevel level) {
+  switch (level) {
+    case KernelLevel::NeonFp32: return true;
+    case KernelLevel::NeonFp16: return features().fp16;
+    case KernelLevel::NeonDot: return features().dotprod;
+    case KernelLevel::NeonI8mm: return features().dotprod && features().i8mm;
+    default: return false;
+  }
+}
+
+void pack_neon(const LinearWeight& weight, LinearWeight::Layout& layout) {
+  if (weight.scheme.kind != Scheme::Kind::Grouped) return;
+  const int64_t groups = weight.cols / weight.scheme.group_size;
+  const int64_t blocks = (weight.rows + kRows - 1) / kRows;
+  layout.scales_by4.assign(static_cast<size_t>(blocks * groups * kRows), 0);
+  layout.zeros_by4.assign(static_cast<size_t>(blocks * groups * kRows), 0);
+  for (int64_t n = 0; n < weight.rows; ++n) {
+    for (int64_t j = 0; j < groups; ++j) {
+      const int64_t to = ((n / kRows) * groups + j) * kRows + n % kRows;
+      layout.scales_by4[to] = layout.scales[n * groups + j];
+      layout.zeros_by4[to] = layout.zeros[n * groups + j];
+    }
+  }
+}
+
+void linear_neon(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  const LinearWeight::Layout& layout = *w.layout;
+  const int64_t rows = w.rows, cols = w.cols;
+  const bool grouped = w.scheme.kind == Scheme::Kind::Grouped;
+  const bool int8 = w.level == KernelLevel::NeonDot || w.level == KernelLevel::NeonI8mm;
+  if (grouped && w.level == KernelLevel::NeonI8mm && m >= 2) return i8mm_matmul(w, x, m, y, pool);
+  if (m >= kMinTiledRows && !(grouped && int8)) return faithful_prefill(w, x, m, y, pool);
+  thread_local PreparedX prepared;
+  for (int64_t i = 0; i < m; ++i) {
+    const float* x_row = x + i * cols;
+    float* y_row = y + i * rows;
+    if (w.scheme.kind == Scheme::Kind::F16) {
+      dense_matvec(F16Rows{layout.weight_f16, cols}, w, x_row, y_row, pool);
+    } else if (w.scheme.kind == Scheme::Kind::Q8Row) {
+      dense_matvec(Q8Rows{layout.weight_q8, layout.scales, cols}, w, x_row, y_row, pool);
+    } else if (int8) {
+      prepare_int8(x_row, cols, w.scheme.group_size, prepared);
+      grouped_matvec<Path::Dot>(w, prepared, y_row, pool);
+    } else if (w.level == KernelLevel::NeonFp16) {
+      prepare_fp16(x_row, cols, w.scheme.group_size, prepared);
+      grouped_matvec<Path::Fp16>(w, prepared, y_row, pool);
+    } else {
+      prepare_fp32(x_row, cols, w.scheme.group_size, prepared);
+      grouped_matvec<Path::Fp32>(w, prepared, y_row, pool);
+    }
+  }
+}
+
+}  // namespace awq_edge::cpu
