@@ -68,7 +68,7 @@ int thread_count(const BackendOptions& options) {
 }
 
 std::shared_ptr<Backend> create_cpu(const BackendOptions& options) {
-  return cpu::create_cpu_backend(thread_count(options), cpu_kernel_level(options.kernels));
+  return cpu::create_cpu_backend("cpu", thread_count(options), cpu_kernel_level(options.kernels));
 }
 
 }  // namespace
@@ -84,7 +84,7 @@ std::vector<std::string> compiled_backends() {
 std::shared_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options) {
 #if AWQ_EDGE_WITH_NEON
   if (name == "auto" || name == "neon") {
-    return cpu::create_cpu_backend(thread_count(options), neon_kernel_level(options.kernels));
+    return cpu::create_cpu_backend("neon", thread_count(options), neon_kernel_level(options.kernels));
   }
 #endif
   if (name == "auto" || name == "cpu") return create_cpu(options);

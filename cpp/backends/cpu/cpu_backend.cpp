@@ -111,11 +111,12 @@ void rotate_heads(float* x, int64_t n_heads, int64_t head_dim, const float* cos,
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(int threads, KernelLevel level) : pool_(threads), level_(level) {}
+  CpuBackend(std::string name, int threads, KernelLevel level)
+      : name_(std::move(name)), pool_(threads), level_(level) {}
 
-  std::string name() const override { return "cpu"; }
+  std::string name() const override { return name_; }
   std::string description() const override {
-    return std::string("cpu (") + kernel_level_name(level_) + " kernels, " +
+    return name_ + " (" + kernel_level_name(level_) + " kernels, " +
            std::to_string(pool_.size()) + (pool_.size() == 1 ? " thread)" : " threads)");
   }
 
@@ -292,14 +293,15 @@ class CpuBackend final : public Backend {
   void synchronize() override {}  // every operation has finished when it returns
 
  private:
+  std::string name_;
   ThreadPool pool_;
   KernelLevel level_;
 };
 
 }  // namespace
 
-std::shared_ptr<Backend> create_cpu_backend(int threads, KernelLevel level) {
-  return std::make_shared<CpuBackend>(threads, level);
+std::shared_ptr<Backend> create_cpu_backend(const std::string& name, int threads, KernelLevel level) {
+  return std::make_shared<CpuBackend>(name, threads, level);
 }
 
 }  // namespace awq_edge::cpu

@@ -2,13 +2,15 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "awq_edge/backend.h"
 #include "linear.h"
 
 namespace awq_edge::cpu {
 
-// threads >= 1; level: the kernel level of the linear layers (best_kernel_level() or lower).
-std::shared_ptr<Backend> create_cpu_backend(int threads, KernelLevel level);
+// name: what Backend::name() reports ("cpu"; "neon" for the same backend with NEON kernels);
+// threads >= 1; level: the kernel level of the linear layers (one kernel_level_supported()).
+std::shared_ptr<Backend> create_cpu_backend(const std::string& name, int threads, KernelLevel level);
 
 }  // namespace awq_edge::cpu
