@@ -190,7 +190,8 @@ class Generator:
     def __repr__(self) -> str:
         if not hasattr(self, "metadata"):  # __init__ did not finish
             return "Generator(<not loaded>)"
-        return f"Generator({self.metadata.get('provenance', {}).get('source_model', '?')!r}, {self.backend!r})"
+        where = "closed" if isinstance(self._engine, _Closed) else self.backend
+        return f"Generator({self.metadata.get('provenance', {}).get('source_model', '?')!r}, {where!r})"
 
 
 def _sampling_defaults(options: dict) -> dict:

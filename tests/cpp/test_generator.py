@@ -203,3 +203,11 @@ def test_a_new_call_ends_an_unfinished_stream_in_the_same_thread(llama):
     text = generator.generate(PROMPT, max_new_tokens=5, ignore_eos=True)
     assert generator.last_result.finish_reason == "length" and text
     assert list(stream) == []
+
+
+def test_a_closed_generator_says_so(llama):
+    with Generator(llama) as generator:
+        pass
+    assert "closed" in repr(generator)
+    with pytest.raises(ValueError, match="closed"):
+        generator.generate(PROMPT)

@@ -85,37 +85,16 @@ void permute_to_nibble_order(const float* x, int64_t m, int64_t cols, float* out
 //   byte >> 4      c+1   c+3   c+5  ...   c+31     x_q[c+16 .. c+32) holds x[c+1], x[c+3], ...
 //
 // Per group and row the int32 sum (at most 128 * 15 * 32767 < 2^31) is scaled by s * x_scale.
-struct QuantizedX {
-  std::vector<int16_t> values;  // (K) in 32-column nibble order
-  std::vector<float> scales;    // (K / g)
-  std::vector<float> sums;      // (K / g): x_scale * sum of the group's x_q, for the zero points
-};
-
-void quantize_x(const float* x, int64_t cols, int group_size, QuantizedX& out) {
-  const int64_t groups = cols / group_size;
-  out.values.resize(static_cast<size_t>(cols));
-  out.scales.resize(static_cast<size_t>(groups));
-  out.sums.resize(static_cast<size_t>(groups));
-  for (int64_t j = 0; j < groups; ++j) {
-    const float* group = x + j * group_size;
-    float largest = 0.0f;
-    for (int k = 0; k < group_size; ++k) largest = std::max(largest, std::fabs(group[k]));
-    const float scale = largest / 32767.0f;
-    const float inverse = largest > 0.0f ? 32767.0f / largest : 0.0f;
-    int32_t sum = 0;
-    for (int k = 0; k < group_size; ++k) {
-      const int16_t q = static_cast<int16_t>(std::lrintf(group[k] * inverse));
-      sum += q;
-      const int within = k % 32;  // 32-column nibble order
-      out.values[j * group_size + (k - within) + (within % 2) * 16 + within / 2] = q;
-    }
-    out.scales[j] = scale;
-    out.sums[j] = scale * static_cast<float>(sum);
-  }
+// x rounded to int16 per group (linear_layout.h), in 32-column nibble order.
+void quantize_x(const float* x, int64_t cols, int group_size, Int16X& out) {
+  round_x_to_int16(x, cols, group_size, cols, out, [](int64_t c) {
+    const int64_t within = c % 32;
+    return c - within + (within % 2) * 16 + within / 2;
+  });
 }
 
 template <int R, int kGroup>
-void grouped_matvec(const LinearWeight& w, const QuantizedX& x, int64_t n0, float* y) {
+void grouped_matvec(const LinearWeight& w, const Int16X& x, int64_t n0, float* y) {
   const LinearWeight::Layout& layout = *w.layout;
   const int64_t cols = w.cols, groups = cols / kGroup;
   const uint8_t* rows[R];
@@ -207,7 +186,7 @@ void for_row_blocks(int64_t begin, int64_t end, const Kernel& kernel) {
 }
 
 template <int kGroup>
-void grouped_matvec_all(const LinearWeight& w, const QuantizedX& x, float* y, ThreadPool& pool) {
+void grouped_matvec_all(const LinearWeight& w, const Int16X& x, float* y, ThreadPool& pool) {
   const int64_t blocks = (w.rows + kRows - 1) / kRows;
   pool.run(blocks, [&](int64_t begin, int64_t end) {
     for_row_blocks(begin * kRows, std::min(end * kRows, w.rows), [&](auto rows, int64_t n) {
@@ -356,7 +335,7 @@ void linear_avx2(const LinearWeight& w, const float* x, int64_t m, float* y, Thr
         dense_matvec_all(Q8Weights{layout.weight_q8, layout.scales, cols}, w, x_row, y_row, pool);
         break;
       case Scheme::Kind::Grouped: {
-        thread_local QuantizedX x_quantized;
+        thread_local Int16X x_quantized;
         quantize_x(x_row, cols, w.scheme.group_size, x_quantized);
         switch (w.scheme.group_size) {
           case 32: grouped_matvec_all<32>(w, x_quantized, y_row, pool); break;

@@ -47,35 +47,14 @@ constexpr int kMinTiledRows = 8;  // as linear_avx2.cpp: from this many rows of 
 // --cold-mb 64; 2 to 16 KiB all do about as well).
 constexpr int64_t kPrefetchBytes = 4096;
 
-// x of one call for the grouped kernel, quantized to int16 per group (as linear_avx2.cpp's
-// quantize_x: x[k] ~ x_scale[j] * x_q[k], |x_q| <= 32767) and stored in block order.
-struct BlockX {
-  std::vector<int16_t> values;  // (blocks * 128): block b, vector s, lane u holds x_q[128b + 4u + s]; zero padded
-  std::vector<float> scales;    // (K / g): x_scale
-  std::vector<float> sums;      // (K / g): x_scale * sum of the group's x_q, for the zero points
-};
-
-void quantize_x(const float* x, int64_t cols, int group_size, BlockX& out) {
-  const int64_t groups = cols / group_size, blocks = (cols + kBlock - 1) / kBlock;
-  out.values.assign(static_cast<size_t>(blocks * kBlock), 0);
-  out.scales.resize(static_cast<size_t>(groups));
-  out.sums.resize(static_cast<size_t>(groups));
-  for (int64_t j = 0; j < groups; ++j) {
-    const float* group = x + j * group_size;
-    float largest = 0.0f;
-    for (int k = 0; k < group_size; ++k) largest = std::max(largest, std::fabs(group[k]));
-    const float scale = largest / 32767.0f;
-    const float inverse = largest > 0.0f ? 32767.0f / largest : 0.0f;
-    int32_t sum = 0;
-    for (int k = 0; k < group_size; ++k) {
-      const int16_t q = static_cast<int16_t>(std::lrintf(group[k] * inverse));
-      sum += q;
-      const int64_t c = j * group_size + k, within = c % kBlock;
-      out.values[c - within + 32 * (within % 4) + within / 4] = q;
-    }
-    out.scales[j] = scale;
-    out.sums[j] = scale * static_cast<float>(sum);
-  }
+// x rounded to int16 per group (linear_layout.h) in block order: block b, vector s, lane u holds
+// x_q[128b + 4u + s]; zero padded to whole blocks.
+void quantize_x(const float* x, int64_t cols, int group_size, Int16X& out) {
+  const int64_t blocks = (cols + kBlock - 1) / kBlock;
+  round_x_to_int16(x, cols, group_size, blocks * kBlock, out, [](int64_t c) {
+    const int64_t within = c % kBlock;
+    return c - within + 32 * (within % 4) + within / 4;
+  });
 }
 
 __mmask16 first_lanes_16(int64_t count) {
@@ -87,7 +66,7 @@ __mmask16 first_lanes_16(int64_t count) {
 // that each block permutes onto its lanes, and their zero-point terms s z xsum are subtracted
 // from the accumulator lanes at once.
 template <int R, int kGroup>
-void grouped_matvec(const LinearWeight& w, const BlockX& x, int64_t n0, float* y) {
+void grouped_matvec(const LinearWeight& w, const Int16X& x, int64_t n0, float* y) {
   constexpr int kGroupsPerBlock = kBlock / kGroup;
   const LinearWeight::Layout& layout = *w.layout;
   const int64_t cols = w.cols, groups = cols / kGroup;
@@ -184,7 +163,7 @@ void matvec_all(const LinearWeight& w, ThreadPool& pool, const Kernel& kernel) {
 }
 
 template <int kGroup>
-void grouped_matvec_all(const LinearWeight& w, const BlockX& x, float* y, ThreadPool& pool) {
+void grouped_matvec_all(const LinearWeight& w, const Int16X& x, float* y, ThreadPool& pool) {
   matvec_all(w, pool, [&](auto rows, int64_t n) { grouped_matvec<decltype(rows)::value, kGroup>(w, x, n, y); });
 }
 
@@ -200,7 +179,7 @@ void linear_avx512(const LinearWeight& w, const float* x, int64_t m, float* y, T
       matvec_all(w, pool, [&](auto r, int64_t n) { q8_matvec<decltype(r)::value>(w, x_row, n, y_row); });
       continue;
     }
-    thread_local BlockX x_quantized;
+    thread_local Int16X x_quantized;
     quantize_x(x_row, cols, w.scheme.group_size, x_quantized);
     switch (w.scheme.group_size) {
       case 32: grouped_matvec_all<32>(w, x_quantized, y_row, pool); break;

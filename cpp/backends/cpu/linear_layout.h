@@ -17,6 +17,8 @@
 //                                    pack time.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -73,5 +75,37 @@ void linear_avx2(const LinearWeight& weight, const float* x, int64_t m, float* y
 // there, the rest handed to linear_avx2).
 void linear_avx512(const LinearWeight& weight, const float* x, int64_t m, float* y, ThreadPool& pool);
 #endif
+
+// x of one decode call for the integer kernels (AVX2, AVX512), rounded to int16 per quantization
+// group: x[k] ~ scales[j] * q[k] with scales[j] = max |x| over group j / 32767, so |q| <= 32767.
+struct Int16X {
+  std::vector<int16_t> values;  // q, in the kernel's lane order (position(k) below), zero padded
+  std::vector<float> scales;    // (K / g)
+  std::vector<float> sums;      // (K / g): scales[j] * the sum of group j's q, for the zero points
+};
+
+// Rounds x (cols values) into out, q[k] stored at out.values[position(k)] (< padded_size).
+template <typename Position>
+void round_x_to_int16(const float* x, int64_t cols, int group_size, int64_t padded_size, Int16X& out,
+                      const Position& position) {
+  const int64_t groups = cols / group_size;
+  out.values.assign(static_cast<size_t>(padded_size), 0);
+  out.scales.resize(static_cast<size_t>(groups));
+  out.sums.resize(static_cast<size_t>(groups));
+  for (int64_t j = 0; j < groups; ++j) {
+    const float* group = x + j * group_size;
+    float largest = 0.0f;
+    for (int k = 0; k < group_size; ++k) largest = std::max(largest, std::fabs(group[k]));
+    const float inverse = largest > 0.0f ? 32767.0f / largest : 0.0f;
+    int32_t sum = 0;
+    for (int k = 0; k < group_size; ++k) {
+      const int16_t q = static_cast<int16_t>(std::lrintf(group[k] * inverse));
+      sum += q;
+      out.values[static_cast<size_t>(position(j * group_size + k))] = q;
+    }
+    out.scales[j] = largest / 32767.0f;
+    out.sums[j] = out.scales[j] * static_cast<float>(sum);
+  }
+}
 
 }  // namespace awq_edge::cpu
