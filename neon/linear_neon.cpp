@@ -286,35 +286,81 @@ void grouped_matvec_fp32(const LinearWeight& w, const PreparedX& x, int64_t n0, 
   store_rows(total, b, y + n0);
 }
 
+// The 32 products of one 32-column block of one row, summed in fp16 lanes: acc + q x (or q x for the
+// group's first block; FMLA onto zero would cost a register clear).
+template <bool kFirst>
+AWQ_EDGE_TARGET_FP16 float16x8_t fma_block_f16(float16x8_t acc, uint16x8_t q, const float16x8_t x[4]) {
+  const float16x8_t q0 = vcvtq_f16_u16(vandq_u16(q, vdupq_n_u16(0x000F)));
+  float16x8_t a = kFirst ? vmulq_f16(q0, x[0]) : vfmaq_f16(acc, q0, x[0]);
+  a = vfmaq_f16(a, vcvtq_n_f16_u16(vandq_u16(q, vdupq_n_u16(0x00F0)), 4), x[1]);
+  a = vfmaq_f16(a, vcvtq_n_f16_u16(vandq_u16(q, vdupq_n_u16(0x0F00)), 8), x[2]);
+  return vfmaq_f16(a, vcvtq_f16_u16(vshrq_n_u16(q, 12)), x[3]);
+}
+
+// {row 0, 1, 2, 3} of a group: the lanes of each row summed pairwise twice in fp16, then in fp32.
+AWQ_EDGE_TARGET_FP16 float32x4_t group_dots_f16(const float16x8_t acc[kRows]) {
+  const float16x8_t quads = vpaddq_f16(vpaddq_f16(acc[0], acc[1]), vpaddq_f16(acc[2], acc[3]));
+  return vpaddq_f32(vcvt_f32_f16(vget_low_f16(quads)), vcvt_high_f32_f16(quads));
+}
+
 template <int kGroup>
 AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const PreparedX& x, int64_t n0, float* y) {
   const RowBlock b = row_block(w, n0);
   const int64_t groups = w.cols / kGroup;
-  const uint16x8_t m0 = vdupq_n_u16(0x000F), m1 = vdupq_n_u16(0x00F0), m2 = vdupq_n_u16(0x0F00);
   const float16_t* x_f16 = reinterpret_cast<const float16_t*>(x.f16.data());
   const float *x_scales = x.scales.data(), *x_sums = x.sums.data();  // locals: kept in registers
   float32x4_t total = vdupq_n_f32(0.0f);
-  for (int64_t j = 0; j < groups; ++j) {
+  int64_t j = 0;
+  if constexpr (kGroup == 32) {
+    // Two groups a step: one load of 64 columns per row, and the two epilogues share their loads
+    // (scales, zero points, x's scales and sums) and conversions. The same arithmetic per group as
+    // below, so the same results.
+    // Pointers and one byte offset into the rows, so that each load addresses itself.
+    const float16_t* xk = x_f16;
+    const uint16_t* scales = b.scales;
+    const uint8_t* zeros = b.zeros;
+    const float *x_scale_at = x_scales, *x_sum_at = x_sums;
+    const uint8_t* rows[2][kRows];
+    for (int r = 0; r < kRows; ++r) rows[0][r] = b.rows[r], rows[1][r] = b.rows[r] + 16;
+    for (int64_t offset = 0; j + 2 <= groups; j += 2, offset += 32) {
+      float32x4_t dots[2];
+      for (int h = 0; h < 2; ++h, xk += 32) {  // group j + h
+        const float16x8x4_t x4 = vld1q_f16_x4(xk);  // one LD1 of 4 registers
+        const float16x8_t xs[4] = {x4.val[0], x4.val[1], x4.val[2], x4.val[3]};
+        float16x8_t acc[kRows];
+        for (int r = 0; r < kRows; ++r)
+          acc[r] = fma_block_f16<true>(acc[r], vld1q_u16(reinterpret_cast<const uint16_t*>(rows[h][r] + offset)), xs);
+        dots[h] = group_dots_f16(acc);
+      }
+      // loaded only now (the empty asm makes the addresses depend on the dot products), so that
+      // nothing is held in a register across the products
+      asm("" : "+r"(scales), "+r"(zeros), "+r"(x_scale_at), "+r"(x_sum_at) : "w"(dots[1]));
+      const float16x8_t s = vreinterpretq_f16_u16(vld1q_u16(scales));  // {group j, j + 1}
+      const float16x8_t z = vcvtq_f16_u16(vmovl_u8(vld1_u8(zeros)));  // exact: z <= 15
+      float32x2_t x_scale = vld1_f32(x_scale_at), x_sum = vld1_f32(x_sum_at);
+      asm("" : "+w"(x_scale), "+w"(x_sum));  // one load of both lanes
+      scales += 2 * kRows, zeros += 2 * kRows, x_scale_at += 2, x_sum_at += 2;
+      const float32x4_t s_a = vcvt_f32_f16(vget_low_f16(s)), s_b = vcvt_high_f32_f16(s);
+      const float32x4_t z_a = vcvt_f32_f16(vget_low_f16(z)), z_b = vcvt_high_f32_f16(z);
+      total = vfmaq_f32(total, dots[0], vmulq_lane_f32(s_a, x_scale, 0));
+      total = vfmsq_lane_f32(total, vmulq_f32(s_a, z_a), x_sum, 0);
+      total = vfmaq_f32(total, dots[1], vmulq_lane_f32(s_b, x_scale, 1));
+      total = vfmsq_lane_f32(total, vmulq_f32(s_b, z_b), x_sum, 1);
+    }
+  }
+  for (; j < groups; ++j) {
     float16x8_t acc[kRows];
 #pragma GCC unroll 4
     for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
       const int64_t k = j * kGroup + c;
-      const float16_t* xk = x_f16 + k;
-      const float16x8_t x0 = vld1q_f16(xk), x1 = vld1q_f16(xk + 8), x2 = vld1q_f16(xk + 16), x3 = vld1q_f16(xk + 24);
+      const float16x8x4_t x4 = vld1q_f16_x4(x_f16 + k);  // one LD1 of 4 registers
+      const float16x8_t xs[4] = {x4.val[0], x4.val[1], x4.val[2], x4.val[3]};
       for (int r = 0; r < kRows; ++r) {
         const uint16x8_t q = vld1q_u16(reinterpret_cast<const uint16_t*>(b.rows[r] + k / 2));
-        const float16x8_t q0 = vcvtq_f16_u16(vandq_u16(q, m0));
-        // the group's first product starts the sum (FMLA onto zero would cost a register clear)
-        float16x8_t a = c == 0 ? vmulq_f16(q0, x0) : vfmaq_f16(acc[r], q0, x0);
-        a = vfmaq_f16(a, vcvtq_n_f16_u16(vandq_u16(q, m1), 4), x1);
-        a = vfmaq_f16(a, vcvtq_n_f16_u16(vandq_u16(q, m2), 8), x2);
-        acc[r] = vfmaq_f16(a, vcvtq_f16_u16(vshrq_n_u16(q, 12)), x3);
+        acc[r] = c == 0 ? fma_block_f16<true>(acc[r], q, xs) : fma_block_f16<false>(acc[r], q, xs);
       }
     }
-    // lanes of each row summed pairwise twice in fp16, then in fp32: {row 0, 1, 2, 3}
-    const float16x8_t quads = vpaddq_f16(vpaddq_f16(acc[0], acc[1]), vpaddq_f16(acc[2], acc[3]));
-    const float32x4_t dots = vpaddq_f32(vcvt_f32_f16(vget_low_f16(quads)), vcvt_high_f32_f16(quads));
-    total = float_group_end(b, j, dots, x_scales[j], x_sums[j], total);
+    total = float_group_end(b, j, group_dots_f16(acc), x_scales[j], x_sums[j], total);
   }
   store_rows(total, b, y + n0);
 }
