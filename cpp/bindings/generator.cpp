@@ -42,24 +42,6 @@ auto without_gil(F&& f) {
   }
 }
 
-GenerationOptions generation_options(int64_t max_new_tokens, float temperature, int32_t top_k,
-                                     float top_p, float min_p, float repetition_penalty,
-                                     uint64_t seed, std::vector<int32_t> stop_token_ids,
-                                     std::vector<std::string> stop_strings, bool ignore_eos) {
-  GenerationOptions options;
-  options.max_new_tokens = max_new_tokens;
-  options.sampling.temperature = temperature;
-  options.sampling.top_k = top_k;
-  options.sampling.top_p = top_p;
-  options.sampling.min_p = min_p;
-  options.sampling.repetition_penalty = repetition_penalty;
-  options.sampling.seed = seed;
-  options.stop_token_ids = std::move(stop_token_ids);
-  options.stop_strings = std::move(stop_strings);
-  options.ignore_eos = ignore_eos;
-  return options;
-}
-
 nb::dict stats_dict(const GenerationStats& s) {
   nb::dict d;
   d["prompt_tokens"] = s.prompt_tokens;
@@ -73,6 +55,27 @@ nb::dict stats_dict(const GenerationStats& s) {
 }  // namespace
 
 void bind_generator(nb::module_& m) {
+  nb::class_<GenerationOptions>(m, "GenerationOptions", "The settings of one generate() call.")
+      .def(
+          "__init__",
+          [](GenerationOptions* self, int64_t max_new_tokens, float temperature, int32_t top_k, float top_p,
+             float min_p, float repetition_penalty, uint64_t seed, std::vector<int32_t> stop_token_ids,
+             std::vector<std::string> stop_strings, bool ignore_eos) {
+            GenerationOptions* options = new (self) GenerationOptions();
+            options->max_new_tokens = max_new_tokens;
+            options->sampling.temperature = temperature;
+            options->sampling.top_k = top_k;
+            options->sampling.top_p = top_p;
+            options->sampling.min_p = min_p;
+            options->sampling.repetition_penalty = repetition_penalty;
+            options->sampling.seed = seed;
+            options->stop_token_ids = std::move(stop_token_ids);
+            options->stop_strings = std::move(stop_strings);
+            options->ignore_eos = ignore_eos;
+          },
+          "max_new_tokens"_a, "temperature"_a, "top_k"_a, "top_p"_a, "min_p"_a, "repetition_penalty"_a,
+          "seed"_a, "stop_token_ids"_a, "stop_strings"_a, "ignore_eos"_a);
+
   nb::class_<GenerationResult>(m, "GenerationResult",
                                "What one generate() call produced.")
       .def_ro("tokens", &GenerationResult::tokens, "generated token ids")
@@ -114,30 +117,16 @@ void bind_generator(nb::module_& m) {
       .def("detokenize", &Generator::detokenize, "ids"_a, "skip_special_tokens"_a = false)
       .def(
           "generate",
-          [](Generator& g, const std::vector<int32_t>& prompt, int64_t max_new_tokens,
-             float temperature, int32_t top_k, float top_p, float min_p, float repetition_penalty,
-             uint64_t seed, std::vector<int32_t> stop_token_ids, std::vector<std::string> stop_strings,
-             bool ignore_eos) {
-            GenerationOptions options = generation_options(
-                max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed,
-                std::move(stop_token_ids), std::move(stop_strings), ignore_eos);
+          [](Generator& g, const std::vector<int32_t>& prompt, const GenerationOptions& options) {
             return without_gil([&] { return g.generate(prompt, options, nullptr, python_signal_pending); });
           },
-          "prompt"_a, "max_new_tokens"_a, "temperature"_a, "top_k"_a, "top_p"_a, "min_p"_a,
-          "repetition_penalty"_a, "seed"_a, "stop_token_ids"_a, "stop_strings"_a, "ignore_eos"_a)
+          "prompt"_a, "options"_a)
       .def(
           "start",
-          [](Generator& g, const std::vector<int32_t>& prompt, int64_t max_new_tokens,
-             float temperature, int32_t top_k, float top_p, float min_p, float repetition_penalty,
-             uint64_t seed, std::vector<int32_t> stop_token_ids, std::vector<std::string> stop_strings,
-             bool ignore_eos) {
-            GenerationOptions options = generation_options(
-                max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed,
-                std::move(stop_token_ids), std::move(stop_strings), ignore_eos);
+          [](Generator& g, const std::vector<int32_t>& prompt, const GenerationOptions& options) {
             without_gil([&] { g.start(prompt, options, python_signal_pending); });
           },
-          "prompt"_a, "max_new_tokens"_a, "temperature"_a, "top_k"_a, "top_p"_a, "min_p"_a,
-          "repetition_penalty"_a, "seed"_a, "stop_token_ids"_a, "stop_strings"_a, "ignore_eos"_a)
+          "prompt"_a, "options"_a)
       .def(
           "next", [](Generator& g) { return without_gil([&] { return g.next(python_signal_pending); }); },
           "The next piece of text (maybe empty), or None when the generation has finished.")

@@ -16,27 +16,12 @@ import json
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from . import _awq_edge
 
 __all__ = ["Generator", "GenerationResult"]
 
 GenerationResult = _awq_edge.GenerationResult
-
-
-@dataclass(frozen=True)
-class _Options:
-    max_new_tokens: int
-    temperature: float
-    top_k: int
-    top_p: float
-    min_p: float
-    repetition_penalty: float
-    seed: int
-    stop_token_ids: list[int]
-    stop_strings: list[str]
-    ignore_eos: bool
 
 
 class Generator:
@@ -117,7 +102,7 @@ class Generator:
         ids, options = self._prepare(prompt, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                      seed, stop, stop_token_ids, ignore_eos, add_special_tokens)
         with self._lock:
-            self.last_result = self._engine.generate(ids, **options.__dict__)
+            self.last_result = self._engine.generate(ids, options)
         return self.last_result.text
 
     def stream(self, prompt: str | Sequence[int], max_new_tokens: int = 256, **options) -> Iterator[str]:
@@ -127,7 +112,7 @@ class Generator:
         ids, opts = self._prepare(prompt, max_new_tokens, add_special_tokens=add_special_tokens,
                                   **_sampling_defaults(options))
         with self._lock:  # held while the stream is consumed: another thread's call waits for its end
-            self._engine.start(ids, **opts.__dict__)
+            self._engine.start(ids, opts)
             while (piece := self._engine.next()) is not None:
                 if piece:
                     yield piece
@@ -161,7 +146,7 @@ class Generator:
     # ------------------------------------------------------------------------------------------------ internals
     def _prepare(self, prompt, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0,
                  repetition_penalty=1.0, seed=None, stop=None, stop_token_ids=(), ignore_eos=False,
-                 add_special_tokens=True) -> tuple[list[int], _Options]:
+                 add_special_tokens=True) -> tuple[list[int], _awq_edge.GenerationOptions]:
         if isinstance(prompt, str):
             if not prompt:
                 raise ValueError("the prompt is empty: give some text or token ids")
@@ -173,9 +158,10 @@ class Generator:
             seed = secrets.randbits(64)
         if not 0 <= seed < 2**64:
             raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-        return ids, _Options(int(max_new_tokens), float(temperature), int(top_k), float(top_p), float(min_p),
-                             float(repetition_penalty), int(seed), [int(i) for i in stop_token_ids], stops,
-                             bool(ignore_eos))
+        return ids, _awq_edge.GenerationOptions(
+            max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+            min_p=float(min_p), repetition_penalty=float(repetition_penalty), seed=int(seed),
+            stop_token_ids=[int(i) for i in stop_token_ids], stop_strings=stops, ignore_eos=bool(ignore_eos))
 
     def __enter__(self) -> Generator:
         return self
