@@ -1,0 +1,108 @@
+// q4_layout.h: how the CUDA backend stores 4-bit grouped weights and the activations its linear
+// kernels read, and the index and bit helpers that the kernels (device), the packer (host) and
+// the host unit test (tests/cuda/test_q4_layout.cpp) share. Plain C++17 when not compiled by nvcc.
+//
+// Weights W (N, K), q4 with group size g (32, 64 or 128; q3 is widened to q4 at upload).
+// Rows are cut into strips of 32 (N padded up with zero rows), columns into blocks of 32.
+// A (strip, block) tile is 512 bytes: 32 lanes x 16 bytes, exactly the B operands of
+// mma.sync.m16n8k16 for that tile (4 n8-tiles x 2 k16-tiles), so one 128-bit load per lane
+// fetches it, for the matrix-matrix kernel and the matrix-vector kernel alike:
+//
+//   lane = 4*gid + tig          (gid = lane / 4: mma "groupID", tig = lane % 4: "threadID_in_group")
+//   word r (r = 0..3) of lane   = row 8r + gid of the strip   (n8-tile r, B column gid)
+//   nibble i (bits 4i..4i+3)    = column 2*tig + 8*(i % 4) + i / 4 of the block
+//
+//            nibble:  0       1        2        3        4         5         6         7
+//            column:  2t      2t+8     2t+16    2t+24    2t+1      2t+9      2t+17     2t+25   (t = tig)
+//
+//   ((word >> 4p) & 0x000F000F) | 0x64006400 is then the fp16 pair (1024 + q[2t+8p], 1024 + q[2t+8p+1]),
+//   columns that are neighbours in the same k16 tile: p = 0, 1 are the B registers of k16-tile 0
+//   (rows 2t, 2t+1 and 2t+8, 2t+9 of B), p = 2, 3 those of k16-tile 1. No integer conversion:
+//   0x6400 is fp16 1024, whose last mantissa bits are the nibble.
+//
+//   tile (s, b) starts at byte 512 * (s * K/32 + b); lanes' 16-byte pieces follow in lane order,
+//   so a warp reading one tile reads 512 contiguous bytes.
+//
+// Scales and zero points, per (strip s, group j), 32 entries in "lane order" e = 4*gid + r (the
+// entry of row 8r + gid): scales as fp16 (64 bytes), zeros as bytes (32 bytes). A lane reads its
+// 4 rows' scales with one 8-byte load and their zeros with one 4-byte load.
+//
+// Activations x (m, K), prepared once per linear call from the fp32 activations:
+//   fp16, each 32-column block permuted so that lane (gid, tig) finds the 8 values its nibbles
+//   pair with in 16 contiguous bytes: position 8*tig + 2p + e holds column 2*tig + 8p + e.
+//   (These are also the A registers of mma.m16n8k16 for row gid: {p=0, p=1} for k16-tile 0,
+//   {p=2, p=3} for k16-tile 1.)
+//   For the matrix-vector kernel each (token, group) is also scaled by a power of two 2^-e into
+//   [-1, 1] (exact), so that short fp16 sums of (q - z) * x cannot overflow; x_multiplier (m, K/g)
+//   holds 2^e. The matrix-matrix kernel accumulates in fp32 inside the tensor cores and reads
+//   x unscaled (multiplier 1).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define AWQ_EDGE_HD __host__ __device__ __forceinline__
+#else
+#define AWQ_EDGE_HD inline
+#endif
+
+namespace awq_edge::cuda_layout {
+
+constexpr int kStripRows = 32;     // rows of W per strip
+constexpr int kBlockColumns = 32;  // columns per block
+constexpr int kLanes = 32;
+constexpr int kTileBytes = 512;    // one (strip, block) tile: kLanes x 16 bytes
+
+AWQ_EDGE_HD int64_t strips(int64_t rows) { return (rows + kStripRows - 1) / kStripRows; }
+
+// Row within the strip held by word r (0..3) of `lane`.
+AWQ_EDGE_HD int word_row(int lane, int r) { return 8 * r + (lane >> 2); }
+
+// Column within the block held by nibble i (0..7) of any word of `lane`.
+AWQ_EDGE_HD int nibble_column(int lane, int i) { return 2 * (lane & 3) + 8 * (i & 3) + (i >> 2); }
+
+// Where column c (0..31) of a block sits: the lane's tig, and the nibble index in its words.
+AWQ_EDGE_HD int column_tig(int c) { return (c & 7) >> 1; }
+AWQ_EDGE_HD int column_nibble(int c) { return (c >> 3) + 4 * (c & 1); }
+
+// Position of column c (0..31) in a prepared (permuted) activation block.
+AWQ_EDGE_HD int permuted_position(int c) { return 8 * column_tig(c) + 2 * (c >> 3) + (c & 1); }
+
+// Entry (0..31) of row_in_strip in a (strip, group)'s scales and zeros.
+AWQ_EDGE_HD int meta_entry(int row_in_strip) { return 4 * (row_in_strip & 7) + (row_in_strip >> 3); }
+
+// Index, in 32-bit words, of word r of `lane` in tile (strip, block) of a matrix with `blocks`
+// blocks per row.
+AWQ_EDGE_HD int64_t word_index(int64_t strip, int64_t block, int64_t blocks, int lane, int r) {
+  return ((strip * blocks + block) * kLanes + lane) * 4 + r;
+}
+
+// fp16 pair bits (1024 + q[lo], 1024 + q[hi]) of pair p (0..3) of a packed word (see above).
+AWQ_EDGE_HD uint32_t biased_pair(uint32_t word, int p) {
+  return ((word >> (4 * p)) & 0x000F000Fu) | 0x64006400u;
+}
+
+// fp16 pair bits (1024 + z, 1024 + z) for a zero point z (0..15): subtracting it from a biased
+// pair gives q - z exactly.
+AWQ_EDGE_HD uint32_t biased_zero_pair(uint32_t z) { return (0x6400u | z) * 0x00010001u; }
+
+// The 4-bit value at (row, column) of packed weights with `blocks` blocks per row.
+AWQ_EDGE_HD uint32_t packed_value(const uint32_t* words, int64_t blocks, int64_t row, int64_t column) {
+  const int row_in_strip = static_cast<int>(row % kStripRows);
+  const int c = static_cast<int>(column % kBlockColumns);
+  const int lane = 4 * (row_in_strip & 7) + column_tig(c);
+  const uint32_t word = words[word_index(row / kStripRows, column / kBlockColumns, blocks, lane, row_in_strip >> 3)];
+  return (word >> (4 * column_nibble(c))) & 0xFu;
+}
+
+// The power of two 2^e >= max_abs by which a group of x is divided (1 when max_abs is 0, inf or nan:
+// the group then keeps its values, and an inf or nan shows in the output as it would unscaled).
+AWQ_EDGE_HD float group_multiplier(float max_abs) {
+  if (!(max_abs > 0.0f) || !(max_abs <= 3.0e38f)) return 1.0f;
+  int exponent = 0;
+  frexpf(max_abs, &exponent);  // max_abs = f * 2^exponent, f in [0.5, 1)
+  return ldexpf(1.0f, exponent);
+}
+
+}  // namespace awq_edge::cuda_layout
