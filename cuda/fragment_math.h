@@ -24,7 +24,7 @@
 
 namespace awq_edge::cuda_layout {
 
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDACC__)
 __device__ __forceinline__ __half2 as_half2(uint32_t bits) {
   __half2 h;
   memcpy(&h, &bits, 4);
@@ -35,7 +35,8 @@ __device__ __forceinline__ uint32_t as_bits(__half2 h) {
   memcpy(&bits, &h, 4);
   return bits;
 }
-#else
+#endif
+#if !defined(__CUDA_ARCH__)
 inline float low_half(uint32_t h2) { return fp16_to_float(static_cast<uint16_t>(h2 & 0xFFFFu)); }
 inline float high_half(uint32_t h2) { return fp16_to_float(static_cast<uint16_t>(h2 >> 16)); }
 inline uint32_t half_pair(float low, float high) {
@@ -78,14 +79,71 @@ AWQ_EDGE_HD float h2_sum(uint32_t a) {
 #endif
 }
 
-// Matrix-vector step: sum over the 8 columns that `lane` holds in one word (one row) of
-// (q - z) * x, x being the lane's 4 prepared fp16 pairs (scaled into [-1, 1]): the pair products
-// are summed in fp16 (4 terms, each |q - z| <= 15 times |x| <= 1), then once in fp32.
-AWQ_EDGE_HD float lane_row_dot(uint32_t word, uint32_t zero_pair, const uint32_t x[4]) {
-  uint32_t sum = h2_mul(h2_sub(biased_pair(word, 0), zero_pair), x[0]);
-  sum = h2_fma(h2_sub(biased_pair(word, 1), zero_pair), x[1], sum);
-  sum = h2_fma(h2_sub(biased_pair(word, 2), zero_pair), x[2], sum);
-  sum = h2_fma(h2_sub(biased_pair(word, 3), zero_pair), x[3], sum);
+// PRMT (byte permute): byte i of the result is byte (selector >> 4i) & 7 of the 8 bytes {high:low}.
+AWQ_EDGE_HD uint32_t byte_permute(uint32_t low, uint32_t high, uint32_t selector) {
+#if defined(__CUDA_ARCH__)
+  return __byte_perm(low, high, selector);
+#else
+  const uint64_t bytes = (static_cast<uint64_t>(high) << 32) | low;
+  uint32_t result = 0;
+  for (int i = 0; i < 4; ++i) result |= static_cast<uint32_t>((bytes >> (8 * ((selector >> (4 * i)) & 7))) & 0xFFu) << (8 * i);
+  return result;
+#endif
+}
+
+// (a & mask) | bits in one LOP3 (the compiler, left alone, spends two: LOP3 takes one immediate).
+template <uint32_t kMask, uint32_t kBits>
+AWQ_EDGE_HD uint32_t and_or(uint32_t a) {
+#if defined(__CUDA_ARCH__)
+  uint32_t result;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(result) : "r"(a), "n"(kMask), "n"(kBits));  // 0xEA: (a & b) | c
+  return result;
+#else
+  return (a & kMask) | kBits;
+#endif
+}
+
+// The zero points of a lane's 4 rows (bytes of zeros4, each 0..15), as the two constants unpack_pairs
+// needs for row r: (1024 + z, 1024 + z) and (-(64 + z), -(64 + z)) in fp16, one PRMT each.
+// fp16 1024 + z is 0x6400 | z; fp16 -(64 + z) is 0xD400 | 16 z (the ulp at 64 is 1/16).
+struct ZeroPairs {
+  uint32_t zeros4, zeros4_times16;
+};
+AWQ_EDGE_HD ZeroPairs zero_pairs(uint32_t zeros4) { return {zeros4, zeros4 << 4}; }
+AWQ_EDGE_HD uint32_t biased_zero_pair_of_byte(uint32_t zeros4, int r) {
+  const uint32_t rr = static_cast<uint32_t>(r);
+  return byte_permute(zeros4, 0x64u, rr | (4u << 4) | (rr << 8) | (4u << 12));
+}
+AWQ_EDGE_HD uint32_t negative_sixteenth_zero_pair_of_byte(uint32_t zeros4_times16, int r) {
+  const uint32_t rr = static_cast<uint32_t>(r);
+  return byte_permute(zeros4_times16, 0xD4u, rr | (4u << 4) | (rr << 8) | (4u << 12));
+}
+
+// The four fp16 pairs (q - z) of one packed word (q4_layout.h: pair p = nibbles p and p + 4),
+// exact, with one shift for the word and one LOP3 plus one HADD2/HFMA2 per pair:
+//   pairs 0, 2: (w & 0x000F000F) | 0x6400 6400 = 1024 + q         minus (1024 + z)
+//   pairs 1, 3: (w & 0x00F000F0) | 0x6400 6400 = 1024 + 16 q      times 1/16 minus (64 + z)
+// (pairs 2, 3 from w >> 8). Every intermediate is an integer or a multiple of 1/16 below 2048.
+AWQ_EDGE_HD void unpack_pairs(uint32_t word, uint32_t zero_pair, uint32_t negative_sixteenth_zero_pair, uint32_t out[4]) {
+  constexpr uint32_t kLowNibbles = 0x000F000Fu, kHighNibbles = 0x00F000F0u, kMagic = 0x64006400u;
+  constexpr uint32_t kSixteenth = 0x2C002C00u;  // fp16 1/16, twice
+  const uint32_t shifted = word >> 8;
+  out[0] = h2_sub(and_or<kLowNibbles, kMagic>(word), zero_pair);
+  out[1] = h2_fma(and_or<kHighNibbles, kMagic>(word), kSixteenth, negative_sixteenth_zero_pair);
+  out[2] = h2_sub(and_or<kLowNibbles, kMagic>(shifted), zero_pair);
+  out[3] = h2_fma(and_or<kHighNibbles, kMagic>(shifted), kSixteenth, negative_sixteenth_zero_pair);
+}
+
+// Matrix-vector step: sum over the 8 columns that `lane` holds in word r (one row) of (q - z) * x,
+// x being the lane's 4 prepared fp16 pairs (scaled into [-1, 1]): the pair products are summed in
+// fp16 (4 terms, each |q - z| <= 15 times |x| <= 1), then once in fp32.
+AWQ_EDGE_HD float lane_row_dot(uint32_t word, const ZeroPairs& zeros, int r, const uint32_t x[4]) {
+  uint32_t d[4];
+  unpack_pairs(word, biased_zero_pair_of_byte(zeros.zeros4, r), negative_sixteenth_zero_pair_of_byte(zeros.zeros4_times16, r), d);
+  uint32_t sum = h2_mul(d[0], x[0]);
+  sum = h2_fma(d[1], x[1], sum);
+  sum = h2_fma(d[2], x[2], sum);
+  sum = h2_fma(d[3], x[3], sum);
   return h2_sum(sum);
 }
 
@@ -96,13 +154,16 @@ AWQ_EDGE_HD void a_registers(const uint32_t x_low[4], const uint32_t x_high[4], 
   tile1[0] = x_low[2];  tile1[1] = x_high[2];  tile1[2] = x_low[3];  tile1[3] = x_high[3];
 }
 
-// mma.m16n8k16 B operands of the two k16 tiles from one word (n8 tile r of the strip): the weights
-// (q - z) * s in fp16, s the row's scale as an fp16 pair.
-AWQ_EDGE_HD void b_registers(uint32_t word, uint32_t zero_pair, uint32_t scale_pair, uint32_t tile0[2], uint32_t tile1[2]) {
-  tile0[0] = h2_mul(h2_sub(biased_pair(word, 0), zero_pair), scale_pair);
-  tile0[1] = h2_mul(h2_sub(biased_pair(word, 1), zero_pair), scale_pair);
-  tile1[0] = h2_mul(h2_sub(biased_pair(word, 2), zero_pair), scale_pair);
-  tile1[1] = h2_mul(h2_sub(biased_pair(word, 3), zero_pair), scale_pair);
+// mma.m16n8k16 B operands of the two k16 tiles from word r of a lane (n8 tile r of the strip): the
+// weights (q - z) * s in fp16, s the row's scale as an fp16 pair.
+AWQ_EDGE_HD void b_registers(uint32_t word, const ZeroPairs& zeros, int r, uint32_t scale_pair, uint32_t tile0[2],
+                             uint32_t tile1[2]) {
+  uint32_t d[4];
+  unpack_pairs(word, biased_zero_pair_of_byte(zeros.zeros4, r), negative_sixteenth_zero_pair_of_byte(zeros.zeros4_times16, r), d);
+  tile0[0] = h2_mul(d[0], scale_pair);
+  tile0[1] = h2_mul(d[1], scale_pair);
+  tile1[0] = h2_mul(d[2], scale_pair);
+  tile1[1] = h2_mul(d[3], scale_pair);
 }
 
 // Accumulator i (0..3) of `lane`: its token (row of the m16 tile) and its output column (row of W

@@ -15,10 +15,12 @@
 //            nibble:  0       1        2        3        4         5         6         7
 //            column:  2t      2t+8     2t+16    2t+24    2t+1      2t+9      2t+17     2t+25   (t = tig)
 //
-//   ((word >> 4p) & 0x000F000F) | 0x64006400 is then the fp16 pair (1024 + q[2t+8p], 1024 + q[2t+8p+1]),
-//   columns that are neighbours in the same k16 tile: p = 0, 1 are the B registers of k16-tile 0
-//   (rows 2t, 2t+1 and 2t+8, 2t+9 of B), p = 2, 3 those of k16-tile 1. No integer conversion:
-//   0x6400 is fp16 1024, whose last mantissa bits are the nibble.
+//   Pair p (p = 0..3) = nibbles p and p + 4 = columns (2t + 8p, 2t + 8p + 1): neighbours in one k16
+//   tile, so pairs 0, 1 are the B registers of k16-tile 0 (rows 2t, 2t+1 and 2t+8, 2t+9 of B) and
+//   pairs 2, 3 those of k16-tile 1. Pair p sits at bits 4p and 16 + 4p, so
+//   (word & 0x000F000F) | 0x64006400 is the fp16 pair (1024 + q, 1024 + q') of pair 0 without any
+//   integer conversion (0x6400 is fp16 1024, whose last mantissa bits are the nibble); pair 1 takes
+//   the mask 0x00F000F0 (1024 + 16q), pairs 2 and 3 the same from word >> 8 (fragment_math.h).
 //
 //   tile (s, b) starts at byte 512 * (s * K/32 + b); lanes' 16-byte pieces follow in lane order,
 //   so a warp reading one tile reads 512 contiguous bytes.
@@ -77,15 +79,6 @@ AWQ_EDGE_HD int meta_entry(int row_in_strip) { return 4 * (row_in_strip & 7) + (
 AWQ_EDGE_HD int64_t word_index(int64_t strip, int64_t block, int64_t blocks, int lane, int r) {
   return ((strip * blocks + block) * kLanes + lane) * 4 + r;
 }
-
-// fp16 pair bits (1024 + q[lo], 1024 + q[hi]) of pair p (0..3) of a packed word (see above).
-AWQ_EDGE_HD uint32_t biased_pair(uint32_t word, int p) {
-  return ((word >> (4 * p)) & 0x000F000Fu) | 0x64006400u;
-}
-
-// fp16 pair bits (1024 + z, 1024 + z) for a zero point z (0..15): subtracting it from a biased
-// pair gives q - z exactly.
-AWQ_EDGE_HD uint32_t biased_zero_pair(uint32_t z) { return (0x6400u | z) * 0x00010001u; }
 
 // The 4-bit value at (row, column) of packed weights with `blocks` blocks per row.
 AWQ_EDGE_HD uint32_t packed_value(const uint32_t* words, int64_t blocks, int64_t row, int64_t column) {

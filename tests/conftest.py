@@ -5,16 +5,13 @@ import pytest
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `gpu` need an NVIDIA GPU and skip cleanly without one."""
-    has_gpu = False
-    try:
-        import torch
-        has_gpu = torch.cuda.is_available()
-    except ImportError:
-        pass
-    skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU")
+    """Tests marked `gpu` need an NVIDIA GPU that this build's CUDA backend can use (cuda/), and skip
+    cleanly without one, saying why."""
+    from awq_edge._awq_edge import backends
+    usable, reason = backends.available("cuda") if "cuda" in backends.compiled() else (False, "built without CUDA")
+    skip_gpu = pytest.mark.skip(reason=f"needs an NVIDIA GPU: {reason}")
     for item in items:
-        if "gpu" in item.keywords and not has_gpu:
+        if "gpu" in item.keywords and not usable:
             item.add_marker(skip_gpu)
 
 

@@ -22,7 +22,7 @@ const char* kUsage =
     "  --seed S                   same seed + same prompt = same text (default 0)\n"
     "  --stop TEXT                stop string (repeatable)\n"
     "  --ignore-eos               keep generating past end-of-sequence tokens\n"
-    "  --backend NAME             auto (default), cpu or neon (aarch64 builds)\n"
+    "  --backend NAME             auto (default), cuda (NVIDIA GPU builds), neon (aarch64 builds) or cpu\n"
     "  --threads N                CPU threads (default: physical cores)\n"
     "  --kernels NAME             CPU kernels: auto (default), reference, avx2, neon, neon-int8, ...\n"
     "  --max-context N            KV cache positions (default: the model's, at most 4096)\n"

@@ -6,6 +6,9 @@
 #include "awq_edge/backends.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/thread_pool.h"
+#if AWQ_EDGE_WITH_CUDA
+#include "cuda_backend.h"
+#endif
 
 namespace awq_edge {
 namespace {
@@ -74,14 +77,37 @@ std::shared_ptr<Backend> create_cpu(const BackendOptions& options) {
 }  // namespace
 
 std::vector<std::string> compiled_backends() {
-#if AWQ_EDGE_WITH_NEON
-  return {"neon", "cpu"};
-#else
-  return {"cpu"};
+  std::vector<std::string> names;
+#if AWQ_EDGE_WITH_CUDA
+  names.push_back("cuda");
 #endif
+#if AWQ_EDGE_WITH_NEON
+  names.push_back("neon");
+#endif
+  names.push_back("cpu");
+  return names;
+}
+
+bool backend_available(const std::string& name, std::string* reason) {
+#if AWQ_EDGE_WITH_CUDA
+  if (name == "cuda") return cuda::device_available(reason);
+#endif
+  const std::vector<std::string> compiled = compiled_backends();
+  if (std::find(compiled.begin(), compiled.end(), name) != compiled.end()) {
+    if (reason != nullptr) reason->clear();
+    return true;
+  }
+  if (reason != nullptr) *reason = "backend '" + name + "' is not part of this build";
+  return false;
 }
 
 std::shared_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options) {
+#if AWQ_EDGE_WITH_CUDA
+  // "auto" takes the GPU when one is usable; the CPU kernel names (kernels=...) then do not apply
+  if (name == "cuda" || (name == "auto" && options.kernels == "auto" && cuda::device_available(nullptr))) {
+    return cuda::create_cuda_backend(options);
+  }
+#endif
 #if AWQ_EDGE_WITH_NEON
   if (name == "auto" || name == "neon") {
     return cpu::create_cpu_backend("neon", thread_count(options), neon_kernel_level(options.kernels));

@@ -12,5 +12,6 @@ void bind_generator(nanobind::module_& m);   // generator.cpp
 void bind_cpu_kernels(nanobind::module_& m);  // cpu_kernels.cpp
 void bind_tokenizer(nanobind::module_& m);   // tokenizer.cpp
 void bind_sampler(nanobind::module_& m);     // sampler.cpp
+void bind_backends(nanobind::module_& m);    // backends.cpp
 
 }  // namespace awq_edge::bindings

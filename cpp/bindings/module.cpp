@@ -13,4 +13,5 @@ NB_MODULE(_awq_edge, m) {
   awq_edge::bindings::bind_cpu_kernels(m);
   awq_edge::bindings::bind_tokenizer(m);
   awq_edge::bindings::bind_sampler(m);
+  awq_edge::bindings::bind_backends(m);
 }

@@ -31,7 +31,7 @@ def add_commands(commands) -> None:
 
 def _engine_arguments(parser) -> None:
     parser.add_argument("file", help=".awqe model file (see `awq-edge quantize`)")
-    parser.add_argument("--backend", default="auto", help="auto (default) or a compiled backend, e.g. cpu")
+    parser.add_argument("--backend", default="auto", help="auto (default: the GPU when usable, else the CPU) or a compiled backend: cuda, neon, cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     parser.add_argument("--max-context", type=int, default=None,
                         help="KV cache positions (default: the model's, at most 4096)")

@@ -120,6 +120,12 @@ void prepare(const std::vector<float>& x, int64_t m, int64_t cols, int64_t group
   }
 }
 
+// The 4 zero-point bytes lane group `gid` loads with one 32-bit load (entries 4 gid .. 4 gid + 3).
+uint32_t zeros4_of(const PackedGroupedWeight& p, int64_t strip, int64_t group, int gid) {
+  const size_t first = static_cast<size_t>((strip * p.groups + group) * 32 + 4 * gid);
+  return p.zeros[first] | p.zeros[first + 1] << 8 | p.zeros[first + 2] << 16 | static_cast<uint32_t>(p.zeros[first + 3]) << 24;
+}
+
 void check_packing(const FileMatrix& f, const PackedGroupedWeight& p) {
   for (int64_t n = 0; n < f.rows; ++n) {
     for (int64_t k = 0; k < f.cols; ++k) {
@@ -164,7 +170,7 @@ void check_matrix_vector(const FileMatrix& f, const PackedGroupedWeight& p, std:
           for (int r = 0; r < 4; ++r) {
             const size_t entry = static_cast<size_t>((s * p.groups + j) * 32 + 4 * gid + r);
             const uint32_t word = p.words[static_cast<size_t>(word_index(s, b, p.blocks, lane, r))];
-            const float part = lane_row_dot(word, biased_zero_pair(p.zeros[entry]), xl);
+            const float part = lane_row_dot(word, zero_pairs(zeros4_of(p, s, j, gid)), r, xl);
             y[static_cast<size_t>(s * 32 + word_row(lane, r))] +=
                 part * (fp16_to_float(p.scales[entry]) * multipliers[static_cast<size_t>(t * p.groups + j)]);
           }
@@ -220,7 +226,7 @@ void check_matrix_matrix(const FileMatrix& f, const PackedGroupedWeight& p, std:
             const size_t entry = static_cast<size_t>((s * p.groups + j) * 32 + 4 * gid + r);
             const uint32_t scale_pair = static_cast<uint32_t>(p.scales[entry]) * 0x00010001u;
             b_registers(p.words[static_cast<size_t>(word_index(s, b, p.blocks, lane, r))],
-                        biased_zero_pair(p.zeros[entry]), scale_pair, bregs[r][0][lane], bregs[r][1][lane]);
+                        zero_pairs(zeros4_of(p, s, j, gid)), r, scale_pair, bregs[r][0][lane], bregs[r][1][lane]);
           }
         }
         for (int k16 = 0; k16 < 2; ++k16) {
@@ -274,13 +280,22 @@ void check_helpers() {
     const int e = meta_entry(row);
     if (word_row(4 * (e / 4), e % 4) != row) fail("meta_entry (row, entry, -)", row, e, 0, 0, 0);
   }
-  // biased pairs: (1024 + q) - (1024 + z) == q - z exactly, for every q, z
-  for (uint32_t q = 0; q < 16; ++q) {
-    for (uint32_t z = 0; z < 16; ++z) {
-      const uint32_t word = q | (((q + 1) & 15u) << 16);  // nibble 0 = q, nibble 4 = q + 1
-      const uint32_t d = h2_sub(biased_pair(word, 0), biased_zero_pair(z));
-      if (half_of(d, 0) != static_cast<float>(q) - z || half_of(d, 1) != static_cast<float>((q + 1) & 15u) - z)
-        fail("biased pair (q, z, -)", q, z, 0, half_of(d, 0), static_cast<double>(q) - z);
+  // unpack_pairs gives q - z exactly for every nibble position, value and zero point, with the
+  // zero constants built by PRMT from any byte position
+  for (uint32_t z = 0; z < 16; ++z) {
+    for (int r = 0; r < 4; ++r) {
+      const uint32_t zeros4 = (z << (8 * r)) | (0x05050505u & ~(0xFFu << (8 * r)));
+      const ZeroPairs zp = zero_pairs(zeros4);
+      for (uint32_t q = 0; q < 16; ++q) {
+        const uint32_t word = q * 0x11111111u ^ 0x76543210u;  // nibble i = q ^ i
+        uint32_t d[4];
+        unpack_pairs(word, biased_zero_pair_of_byte(zp.zeros4, r), negative_sixteenth_zero_pair_of_byte(zp.zeros4_times16, r), d);
+        for (int p = 0; p < 4; ++p) {
+          const double lo = static_cast<double>(q ^ static_cast<uint32_t>(p)) - z;
+          const double hi = static_cast<double>(q ^ static_cast<uint32_t>(p + 4)) - z;
+          if (half_of(d[p], 0) != lo || half_of(d[p], 1) != hi) fail("unpack_pairs (q, z, pair)", q, z, p, half_of(d[p], 0), lo);
+        }
+      }
     }
   }
   const float cases[][2] = {{0.0f, 1.0f}, {1.0f, 2.0f}, {0.75f, 1.0f}, {3.0f, 4.0f}, {4.0f, 8.0f}, {300.0f, 512.0f},

@@ -20,6 +20,10 @@ struct BackendOptions {
 // The backends this build contains, in the order "auto" tries them: e.g. {"cuda", "cpu"}.
 std::vector<std::string> compiled_backends();
 
+// Whether backend `name` (one of compiled_backends()) can run on this machine; when not, `reason`
+// says why (for "cuda": no driver, no GPU, too old a GPU, no kernels built for it).
+bool backend_available(const std::string& name, std::string* reason);
+
 // name: "auto" (the first compiled backend whose hardware is present) or one of
 // compiled_backends(). Throws std::invalid_argument for an unknown or absent backend, naming
 // the ones that are available, and std::runtime_error when the hardware is missing.

@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 
 from awq_edge._awq_edge import cpu_kernels
-from awq_edge.awqe.schemes import dequantize_module, encode_f16, encode_grouped, encode_q8_row, parse_scheme
+from awq_edge.awqe.schemes import parse_scheme
+from linear_modules import GROUPED, SCHEMES, random_module
 
 LEVELS = ["reference", "avx2", "avx512"]
-GROUPED = [f"q{bits}_g{group}" for bits in (3, 4) for group in (32, 64, 128)]
-SCHEMES = ["f16", "q8_row"] + GROUPED
 
 
 MISSING = {"avx2": "this CPU has no AVX2 + FMA + F16C", "avx512": "this CPU has no AVX-512 F + BW + VL + VNNI"}
@@ -35,24 +34,6 @@ def level_param(level):
 
 LEVEL_PARAMS = [level_param(level) for level in LEVELS]
 SIMD_LEVEL_PARAMS = [level_param(level) for level in LEVELS[1:]]
-
-
-def random_module(scheme_name: str, rows: int, cols: int, seed: int):
-    """(tensors in FORMAT.md order, W (N, K) float32 from the reference dequantizer)."""
-    rng = np.random.default_rng(seed)
-    scheme = parse_scheme(scheme_name)
-    if scheme.kind == "f16":
-        tensors = encode_f16("m", rng.standard_normal((rows, cols)) * 0.1)
-    elif scheme.kind == "q8_row":
-        tensors = encode_q8_row("m", rng.standard_normal((rows, cols)) * 0.1)
-    else:
-        groups, top = cols // scheme.group_size, (1 << scheme.bits) - 1
-        q = rng.integers(0, top + 1, size=(rows, cols))
-        zeros = rng.integers(0, top + 1, size=(rows, groups))
-        scales = rng.uniform(0.001, 0.05, size=(rows, groups))
-        tensors = encode_grouped("m", q, scales, zeros, scheme.bits)
-    weight = dequantize_module(tensors, "m", scheme, rows, cols)
-    return list(tensors.values()), weight
 
 
 def assert_close(y, x, weight, ref=None):

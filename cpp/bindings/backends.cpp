@@ -1,0 +1,156 @@
+// backends.cpp (bindings): the backends of this build, exposed as the submodule _awq_edge.backends
+// for tests, benchmarks and the CLI (the decoder reaches them through Generator):
+//
+//   compiled() -> ["cuda", "cpu"]           the backends this build contains, in "auto" order
+//   available(name) -> (bool, reason)       whether `name` can run on this machine, and why not
+//   Linear(backend, scheme, rows, cols, tensors, kernels="auto", threads=1)
+//       one weight uploaded to a backend through backend.h, then layer(x) -> y (m, N) float32 and
+//       layer.time(x, repeats) -> seconds per call (the backend's queue drained once at the end)
+//
+// tensors are the module's numpy arrays in FORMAT.md order, as for cpu_kernels.LinearLayer.
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "awq_edge/backends.h"
+#include "bindings.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace awq_edge::bindings {
+namespace {
+
+using InputArray = nb::ndarray<nb::numpy, nb::c_contig, nb::device::cpu>;
+using Matrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+
+DType dtype_of(const InputArray& array) {
+  const nb::dlpack::dtype d = array.dtype();
+  const auto code = static_cast<nb::dlpack::dtype_code>(d.code);
+  if (code == nb::dlpack::dtype_code::Float && d.bits == 16) return DType::F16;
+  if (code == nb::dlpack::dtype_code::Float && d.bits == 32) return DType::F32;
+  if (code == nb::dlpack::dtype_code::Int && d.bits == 8) return DType::I8;
+  if (code == nb::dlpack::dtype_code::UInt && d.bits == 32) return DType::U32;
+  throw std::invalid_argument("[backends.Linear] tensors must be float16, float32, int8 or uint32 arrays");
+}
+
+TensorView view_of(const void* data, DType dtype, const std::vector<uint64_t>& shape) {
+  TensorView view;
+  view.data = data;
+  view.dtype = dtype;
+  view.shape.ndim = static_cast<uint32_t>(shape.size());
+  for (size_t axis = 0; axis < shape.size(); ++axis) view.shape.dims[axis] = shape[axis];
+  view.size = view.shape.numel() * dtype_size(dtype);
+  return view;
+}
+
+class BackendLinear {
+ public:
+  BackendLinear(const std::string& backend, const std::string& scheme, int64_t rows, int64_t cols,
+                std::vector<InputArray> tensors, const std::string& kernels, int threads)
+      : tensors_(std::move(tensors)) {
+    const auto parsed = Scheme::parse(scheme);
+    if (!parsed) throw std::invalid_argument("[backends.Linear] unknown scheme '" + scheme + "'");
+    if (rows < 1 || cols < 1) throw std::invalid_argument("[backends.Linear] rows and cols must be >= 1");
+    BackendOptions options;
+    options.kernels = kernels;
+    options.threads = threads;
+    backend_ = create_backend(backend, options);
+    std::vector<TensorView> views;
+    for (const InputArray& array : tensors_) {
+      std::vector<uint64_t> shape;
+      for (size_t axis = 0; axis < array.ndim(); ++axis) shape.push_back(array.shape(axis));
+      views.push_back(view_of(array.data(), dtype_of(array), shape));
+    }
+    Module module;
+    module.name = "test";
+    module.scheme = *parsed;
+    module.rows = static_cast<uint64_t>(rows);
+    module.cols = static_cast<uint64_t>(cols);
+    weight_ = backend_->upload_linear(module, views);
+  }
+
+  nb::ndarray<nb::numpy, float, nb::ndim<2>> operator()(const Matrix& x) {
+    const int64_t m = check_x(x);
+    float* y = new float[static_cast<size_t>(m * weight_->rows())];
+    nb::capsule owner(y, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    {
+      nb::gil_scoped_release release;
+      Activation input = upload(x), output = backend_->allocate(m, weight_->rows());
+      backend_->linear(*weight_, input, nullptr, output);
+      backend_->read_logits(output, y);
+    }
+    return {y, {static_cast<size_t>(m), static_cast<size_t>(weight_->rows())}, owner};
+  }
+
+  double time(const Matrix& x, int repeats) {
+    if (repeats < 1) throw std::invalid_argument("[backends.Linear] repeats must be >= 1");
+    const int64_t m = check_x(x);
+    nb::gil_scoped_release release;
+    Activation input = upload(x), output = backend_->allocate(m, weight_->rows());
+    backend_->linear(*weight_, input, nullptr, output);  // warm-up: first-touch costs are not timed
+    backend_->synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < repeats; ++i) backend_->linear(*weight_, input, nullptr, output);
+    backend_->synchronize();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / repeats;
+  }
+
+  std::string description() const { return backend_->description(); }
+
+ private:
+  int64_t check_x(const Matrix& x) const {
+    if (x.shape(1) != static_cast<size_t>(weight_->cols()) || x.shape(0) < 1) {
+      throw std::invalid_argument("[backends.Linear] x must be (m >= 1, " + std::to_string(weight_->cols()) +
+                                  "), got (" + std::to_string(x.shape(0)) + ", " + std::to_string(x.shape(1)) + ")");
+    }
+    return static_cast<int64_t>(x.shape(0));
+  }
+
+  // x as a backend activation: uploaded as one (1, m*K) vector, then viewed as (m, K).
+  Activation upload(const Matrix& x) {
+    const uint64_t m = x.shape(0), k = x.shape(1);
+    Activation a = backend_->upload_vector(view_of(x.data(), DType::F32, {m * k}));
+    a.rows = static_cast<int64_t>(m);
+    a.cols = static_cast<int64_t>(k);
+    a.row_stride = static_cast<int64_t>(k);
+    return a;
+  }
+
+  std::vector<InputArray> tensors_;
+  std::shared_ptr<Backend> backend_;
+  std::unique_ptr<LinearWeights> weight_;
+};
+
+}  // namespace
+
+void bind_backends(nb::module_& parent) {
+  nb::module_ m = parent.def_submodule("backends", "The compute backends of this build, for tests and benchmarks.");
+  m.def("compiled", &compiled_backends, "The backends this build contains, in the order 'auto' tries them.");
+  m.def(
+      "available",
+      [](const std::string& name) {
+        std::string reason;
+        const bool ok = backend_available(name, &reason);
+        return std::make_pair(ok, reason);
+      },
+      "name"_a, "(True, '') when backend `name` can run on this machine, else (False, the reason).");
+  nb::class_<BackendLinear>(m, "Linear", "Linear(backend, scheme, rows, cols, tensors, kernels='auto', threads=1)")
+      .def(nb::init<const std::string&, const std::string&, int64_t, int64_t, std::vector<InputArray>,
+                    const std::string&, int>(),
+           "backend"_a, "scheme"_a, "rows"_a, "cols"_a, "tensors"_a, "kernels"_a = "auto", "threads"_a = 1)
+      .def("__call__", &BackendLinear::operator(), "x"_a, "y (m, N) = x (m, K) W^T, float32.")
+      .def("time", &BackendLinear::time, "x"_a, "repeats"_a, "Seconds per call, timed in C++.")
+      .def_prop_ro("description", &BackendLinear::description);
+}
+
+}  // namespace awq_edge::bindings

@@ -1,0 +1,162 @@
+// elementwise.cu: the decoder's operations other than linear layers and attention.
+//
+//   activations fp32 (rows, cols) with a row stride; KV cache fp16 (capacity, nkv*D) per layer;
+//   rope tables fp32 (positions, D/2).
+//
+//   embed_*      one block per token, threads over the K columns of the table row
+//   rms_norm     one block per row: (x += delta), sum of squares reduced in the block, scale
+//   rope         one block per token, one thread per (head, pair i) of q and k; pairs (i, i + D/2)
+//   store_kv     one thread per element, rounded to fp16
+//   silu_mul/add one thread per element
+#include "kernels.h"
+#include "launch_check.h"
+#include "q4_layout.h"
+
+#include <cuda_fp16.h>
+
+namespace awq_edge::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void embed_grouped_kernel(GroupedWeight table, const int32_t* __restrict__ tokens, float* out,
+                                     int64_t out_stride) {
+  const int64_t row = tokens[blockIdx.x];
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(table.words);
+  const int64_t strip = row / 32;
+  const int entry = cuda_layout::meta_entry(static_cast<int>(row % 32));
+  for (int64_t k = threadIdx.x; k < table.cols; k += blockDim.x) {
+    const int64_t meta = (strip * table.groups + k / table.group_size) * 32 + entry;
+    const float q = static_cast<float>(cuda_layout::packed_value(words, table.blocks, row, k));
+    const float scale = __half2float(reinterpret_cast<const __half*>(table.scales)[meta]);
+    out[blockIdx.x * out_stride + k] = (q - static_cast<float>(table.zeros[meta])) * scale;
+  }
+}
+
+__global__ void embed_dense_kernel(DenseWeight table, const int32_t* __restrict__ tokens, float* out,
+                                   int64_t out_stride) {
+  const int64_t row = tokens[blockIdx.x];
+  const float scale = table.int8 ? __half2float(reinterpret_cast<const __half*>(table.row_scales)[row]) : 1.0f;
+  for (int64_t k = threadIdx.x; k < table.cols; k += blockDim.x) {
+    const float v = table.int8 ? static_cast<float>(static_cast<const int8_t*>(table.values)[row * table.cols + k])
+                               : __half2float(static_cast<const __half*>(table.values)[row * table.cols + k]);
+    out[blockIdx.x * out_stride + k] = v * scale;
+  }
+}
+
+__device__ float block_sum(float v) {
+  __shared__ float partial[kThreads / 32];
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, offset);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x / 32] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < blockDim.x / 32; ++w) total += partial[w];
+  return total;
+}
+
+__global__ void __launch_bounds__(kThreads) rms_norm_kernel(float* x, int64_t x_stride, const float* delta,
+                                                            int64_t delta_stride, const float* __restrict__ weight,
+                                                            float eps, int64_t cols, float* out, int64_t out_stride) {
+  float* row = x + blockIdx.x * x_stride;
+  float sum_squares = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    float v = row[i];
+    if (delta != nullptr) {
+      v += delta[blockIdx.x * delta_stride + i];
+      row[i] = v;  // the residual stream keeps the sum
+    }
+    sum_squares += v * v;
+  }
+  const float inverse_rms = rsqrtf(block_sum(sum_squares) / static_cast<float>(cols) + eps);
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[blockIdx.x * out_stride + i] = row[i] * inverse_rms * weight[i];
+}
+
+__global__ void rope_kernel(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* __restrict__ cos_table,
+                            const float* __restrict__ sin_table, int64_t first_position, int n_heads, int n_kv_heads,
+                            int head_dim) {
+  const int half = head_dim / 2;
+  const int64_t token = blockIdx.x, position = first_position + token;
+  const float* cos_row = cos_table + position * half;
+  const float* sin_row = sin_table + position * half;
+  for (int task = threadIdx.x; task < (n_heads + n_kv_heads) * half; task += blockDim.x) {
+    const int head = task / half, i = task % half;
+    float* x = head < n_heads ? q + token * q_stride + head * head_dim
+                              : k + token * k_stride + (head - n_heads) * head_dim;
+    const float x1 = x[i], x2 = x[i + half];
+    x[i] = x1 * cos_row[i] - x2 * sin_row[i];
+    x[i + half] = x2 * cos_row[i] + x1 * sin_row[i];
+  }
+}
+
+__global__ void store_kv_kernel(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t rows,
+                                int64_t cols, __half* cache_k, __half* cache_v, int64_t first_position) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * cols) return;
+  const int64_t r = i / cols, c = i % cols;
+  cache_k[(first_position + r) * cols + c] = __float2half_rn(k[r * k_stride + c]);
+  cache_v[(first_position + r) * cols + c] = __float2half_rn(v[r * v_stride + c]);
+}
+
+__global__ void silu_mul_kernel(Matrix gate, Matrix up, Matrix out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= gate.rows * gate.cols) return;
+  const int64_t r = i / gate.cols, c = i % gate.cols;
+  const float g = gate.data[r * gate.stride + c];
+  out.data[r * out.stride + c] = g / (1.0f + expf(-g)) * up.data[r * up.stride + c];
+}
+
+__global__ void add_kernel(Matrix x, Matrix y) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= x.rows * x.cols) return;
+  const int64_t r = i / x.cols, c = i % x.cols;
+  x.data[r * x.stride + c] += y.data[r * y.stride + c];
+}
+
+unsigned element_blocks(int64_t count) { return static_cast<unsigned>((count + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+void embed_grouped(const GroupedWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream) {
+  embed_grouped_kernel<<<static_cast<unsigned>(out.rows), kThreads, 0, stream>>>(table, tokens, out.data, out.stride);
+  check_launch("embed_grouped");
+}
+
+void embed_dense(const DenseWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream) {
+  embed_dense_kernel<<<static_cast<unsigned>(out.rows), kThreads, 0, stream>>>(table, tokens, out.data, out.stride);
+  check_launch("embed_dense");
+}
+
+void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float eps, const Matrix& out,
+              cudaStream_t stream) {
+  rms_norm_kernel<<<static_cast<unsigned>(x.rows), kThreads, 0, stream>>>(
+      x.data, x.stride, delta != nullptr ? delta->data : nullptr, delta != nullptr ? delta->stride : 0, weight, eps,
+      x.cols, out.data, out.stride);
+  check_launch("rms_norm");
+}
+
+void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, int64_t first_position, int n_heads,
+          int n_kv_heads, int head_dim, cudaStream_t stream) {
+  rope_kernel<<<static_cast<unsigned>(q.rows), kThreads, 0, stream>>>(q.data, q.stride, k.data, k.stride, cos, sin,
+                                                                      first_position, n_heads, n_kv_heads, head_dim);
+  check_launch("rope");
+}
+
+void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, int64_t first_position,
+              cudaStream_t stream) {
+  store_kv_kernel<<<element_blocks(k.rows * k.cols), kThreads, 0, stream>>>(
+      k.data, k.stride, v.data, v.stride, k.rows, k.cols, reinterpret_cast<__half*>(cache_k),
+      reinterpret_cast<__half*>(cache_v), first_position);
+  check_launch("store_kv");
+}
+
+void silu_mul(const Matrix& gate, const Matrix& up, const Matrix& out, cudaStream_t stream) {
+  silu_mul_kernel<<<element_blocks(gate.rows * gate.cols), kThreads, 0, stream>>>(gate, up, out);
+  check_launch("silu_mul");
+}
+
+void add(const Matrix& x, const Matrix& y, cudaStream_t stream) {
+  add_kernel<<<element_blocks(x.rows * x.cols), kThreads, 0, stream>>>(x, y);
+  check_launch("add");
+}
+
+}  // namespace awq_edge::cuda

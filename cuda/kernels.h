@@ -1,0 +1,91 @@
+// kernels.h: the CUDA backend's kernel launchers, called by cuda_backend.cu. Every launcher
+// enqueues its kernel on `stream` and returns at once; pointers are device memory, strides are in
+// elements. Activations are fp32 (the residual stream keeps full precision; the linear kernels
+// round their input to fp16 as W4A16 prescribes), the KV cache fp16.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace awq_edge::cuda {
+
+// A q4 weight in the fragment layout (q4_layout.h), in device memory.
+struct GroupedWeight {
+  const uint4* words = nullptr;      // (strips, blocks, 32 lanes) x 16 bytes
+  const uint16_t* scales = nullptr;  // (strips, groups, 32) fp16
+  const uint8_t* zeros = nullptr;    // (strips, groups, 32)
+  int64_t rows = 0, cols = 0, group_size = 0, strips = 0, blocks = 0, groups = 0;
+  int group_shift = 0;  // log2(group_size / 32): block b lies in group b >> group_shift
+};
+
+// f16 (N, K) or q8_row (N, K) int8 with (N,) fp16 scales, row-major as in the file.
+struct DenseWeight {
+  const void* values = nullptr;
+  const uint16_t* row_scales = nullptr;  // q8_row only
+  bool int8 = false;
+  int64_t rows = 0, cols = 0;
+};
+
+struct Matrix {  // fp32 activations
+  float* data = nullptr;
+  int64_t rows = 0, cols = 0, stride = 0;
+};
+
+// ------------------------------------------------------------------------------------ linear
+// x (m, K) fp32 -> prepared fp16 (m, K) in the permuted block order of q4_layout.h, and when
+// `scaled` each (token, group of group_size columns) divided by the power of two in
+// multipliers (m, K / group_size).
+void prepare_activations(const Matrix& x, int group_size, bool scaled, uint16_t* prepared, float* multipliers,
+                         cudaStream_t stream);
+
+// y (m, N) = x W^T (+ bias) for 1 <= m <= 8 from x prepared with scaled = true: one pass over W,
+// warps_per_strip warps (1, 2, 4 or 8) splitting K.
+void gemv_q4(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m,
+             const float* bias, const Matrix& y, int warps_per_strip, cudaStream_t stream);
+
+// y (m, N) = x W^T (+ bias) for any m from x prepared with scaled = false, on the tensor cores
+// (mma.sync.m16n8k16, fp32 accumulation). Each block computes 64 tokens x 32 rows with
+// warps_per_tile warps splitting K.
+void gemm_q4(const GroupedWeight& w, const uint16_t* prepared, int64_t m, const float* bias, const Matrix& y,
+             int warps_per_tile, cudaStream_t stream);
+
+// y (m, N) = x W^T (+ bias) for f16 and q8_row weights, any m (8 tokens per pass over W).
+void dense_linear(const DenseWeight& w, const Matrix& x, const float* bias, const Matrix& y, cudaStream_t stream);
+
+// ------------------------------------------------------------------------------ elementwise
+// out row i = row tokens[i] of the table, dequantized to fp32.
+void embed_grouped(const GroupedWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream);
+void embed_dense(const DenseWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream);
+
+// When delta is given, x += delta first (written back). Then out = x / rms(x) * weight.
+void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float eps, const Matrix& out,
+              cudaStream_t stream);
+
+// Rotates q (n, nh*D) and k (n, nkv*D) in place; cos/sin tables (positions, D/2).
+void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, int64_t first_position,
+          int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream);
+
+// cache_k/cache_v: one layer's (capacity, nkv*D) fp16; rows first_position + [0, n).
+void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, int64_t first_position,
+              cudaStream_t stream);
+
+void silu_mul(const Matrix& gate, const Matrix& up, const Matrix& out, cudaStream_t stream);
+void add(const Matrix& x, const Matrix& y, cudaStream_t stream);  // x += y
+
+// -------------------------------------------------------------------------------- attention
+struct AttentionArguments {
+  const uint16_t* cache_k = nullptr;  // one layer, (capacity, nkv*D) fp16
+  const uint16_t* cache_v = nullptr;
+  Matrix q, out;                      // (n, nh*D)
+  int64_t first_position = 0;         // token i attends to positions [0, first_position + i]
+  int n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float scale = 1.0f;
+  int splits = 1;                     // the positions are cut into this many slices (flash-decoding)
+  float* partial = nullptr;           // scratch: n * nh * splits * (D + 2) floats
+};
+// Largest head_dim the attention kernel takes.
+constexpr int kMaxHeadDim = 256;
+void attention(const AttentionArguments& a, cudaStream_t stream);
+
+}  // namespace awq_edge::cuda

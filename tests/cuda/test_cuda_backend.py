@@ -1,0 +1,112 @@
+"""The CUDA backend (cuda/).
+
+Without a GPU (CI): the backend is compiled into the build whenever nvcc is present, and asking for
+it gives a clear error while "auto" falls back to the CPU.
+
+With a GPU (marked `gpu`, skipped without one): every linear kernel against the CPU backend's
+Reference kernels on random data and odd shapes, and end-to-end logits against transformers.
+
+Tolerances. The q4/q3 kernels round x to fp16 (the matrix-vector kernel after scaling each group by
+a power of two, exact) and sum 4 products of (q - z) * x in fp16 before fp32; the matrix-matrix
+kernel rounds each dequantized weight (q - z) * s to fp16 and accumulates in fp32 on the tensor
+cores. Each is a relative error of a few 2^-11 of the terms, so with scale = max over (i, n) of
+(|x| @ |W|.T):  max |y - ref| <= 2e-3 * scale + 1e-5  (the host emulation in test_q4_layout.cpp
+holds the same kernels' arithmetic to the same bound). f16 and q8_row weights are computed in fp32:
+1e-5 * scale. End to end (fp16 KV cache as well) logits agree with transformers' float32 within
+2e-2 * max |logits| + 1e-3.
+"""
+import shutil
+
+import numpy as np
+import pytest
+
+from awq_edge._awq_edge import backends
+from awq_edge.generator import Generator
+from linear_modules import SCHEMES, random_module
+from tiny_models import TINY_KINDS
+
+CUDA_COMPILED = "cuda" in backends.compiled()
+CUDA_USABLE, CUDA_REASON = backends.available("cuda") if CUDA_COMPILED else (False, "not compiled")
+gpu_only = pytest.mark.skipif(not CUDA_USABLE, reason=f"CUDA backend unusable: {CUDA_REASON}")
+
+
+def test_cuda_backend_is_built_where_nvcc_is():
+    if shutil.which("nvcc") is None:
+        pytest.skip("no nvcc on this machine: the build has no CUDA backend by design")
+    assert CUDA_COMPILED, "nvcc is on PATH but the package was built without the CUDA backend"
+
+
+@pytest.mark.skipif(not CUDA_COMPILED or CUDA_USABLE, reason="needs a CUDA build on a machine without a usable GPU")
+def test_without_gpu_cuda_is_a_clear_error_and_auto_uses_the_cpu(tiny_awqe):
+    path = tiny_awqe("llama")
+    with pytest.raises(RuntimeError, match=r"backend 'cuda' cannot run here: (no NVIDIA GPU|the NVIDIA driver)"):
+        Generator(path, backend="cuda")
+    assert Generator(path, backend="auto").backend.startswith("cpu")
+    ok, reason = backends.available("cuda")
+    assert not ok and reason
+
+
+@pytest.mark.skipif(not CUDA_COMPILED, reason="CUDA backend not compiled")
+def test_cuda_has_no_kernel_variants_to_choose(tiny_awqe):
+    with pytest.raises((ValueError, RuntimeError), match="kernels"):
+        Generator(tiny_awqe("llama"), backend="cuda", kernels="avx2")
+
+
+def expected_and_scale(x, weight):
+    x64, w64 = x.astype(np.float64), weight.astype(np.float64)
+    return x64 @ w64.T, (np.abs(x64) @ np.abs(w64).T).max()
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("rows, cols", [(1, 128), (33, 256), (100, 384), (576, 576), (1000, 1536)])
+@pytest.mark.parametrize("m", [1, 2, 3, 8, 9, 33, 65, 128])
+def test_linear_matches_numpy(scheme, rows, cols, m):
+    if scheme not in ("f16", "q8_row") and cols % int(scheme.split("_g")[1]) != 0:
+        pytest.skip("K is not a multiple of the group size")
+    tensors, weight = random_module(scheme, rows, cols, seed=rows + cols + m)
+    x = np.random.default_rng(m).standard_normal((m, cols)).astype(np.float32) * 3
+    x[0, 5] = 200.0  # an outlier channel, as AWQ's salient channels are
+    y = backends.Linear("cuda", scheme, rows, cols, tensors)(x)
+    expected, scale = expected_and_scale(x, weight)
+    bound = (1e-5 if scheme in ("f16", "q8_row") else 2e-3) * scale + 1e-5
+    error = np.abs(y - expected).max()
+    assert error <= bound, f"{scheme} ({rows}, {cols}) m={m}: max |diff| {error:.3g} > {bound:.3g}"
+
+
+@pytest.mark.gpu
+@gpu_only
+def test_cuda_agrees_with_cpu_reference_kernels_on_real_layer_shapes():
+    """A LLaMA-7B-shaped MLP block row (11008 x 4096 and back) at decode and prefill sizes."""
+    for rows, cols in [(11008, 4096), (4096, 11008)]:
+        tensors, weight = random_module("q4_g128", rows, cols, seed=rows)
+        for m in (1, 4, 128):
+            x = np.random.default_rng(m).standard_normal((m, cols)).astype(np.float32)
+            y = backends.Linear("cuda", "q4_g128", rows, cols, tensors)(x)
+            expected, scale = expected_and_scale(x, weight)
+            assert np.abs(y - expected).max() <= 2e-3 * scale + 1e-5
+
+
+RELATIVE, ABSOLUTE = 2e-2, 1e-3
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("kind", TINY_KINDS)
+@pytest.mark.parametrize("prefill_chunk", [8, 128])
+def test_logits_match_transformers(tiny_awqe, kind, prefill_chunk):
+    import torch
+
+    from awq_edge.evaluate import load_awqe_as_transformers
+    path = tiny_awqe(kind)
+    generator = Generator(path, backend="cuda", prefill_chunk=prefill_chunk)
+    assert generator.backend.startswith("cuda")
+    ids = np.random.default_rng(0).integers(0, generator.vocab_size, 56).tolist()
+    model, _ = load_awqe_as_transformers(path)
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+    got = np.concatenate([generator.logits(ids[:24])] + [generator.logits([t]) for t in ids[24:]])
+    bound = RELATIVE * np.abs(expected).max() + ABSOLUTE
+    error = np.abs(got - expected).max()
+    assert error <= bound, f"{kind}: max |diff| {error:.3g} > {bound:.3g}"
