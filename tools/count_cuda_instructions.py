@@ -1,0 +1,83 @@
+"""Static cost of the CUDA decode kernel without a GPU: SASS instructions per weight in the main loop
+of gemv_q4_kernel<M> (cuda/gemv_q4.cu), compiled by nvcc for each architecture and disassembled.
+
+The main loop is the backward branch around the streaming weight loads (LDG.E.EF.128); one trip
+handles kDepth tiles, 32 weights per lane each, so instructions per weight = trip length /
+(kDepth * 32). This counts issue slots, not time: it tells whether the ALUs can keep up with the
+memory (e.g. an H100 issues about 29.6e12 lane-instructions/s against 3.35 TB/s = 6.7e12 weights/s,
+so up to ~4.4 instructions per weight fit), not how fast the kernel runs.
+
+    python tools/count_cuda_instructions.py [--arch 87 90] [--tokens 1 2 4 8]
+
+Needs nvcc and cuobjdump (CUDA toolkit; on machines with only nvcc:
+`pip download --no-deps nvidia-cuda-cuobjdump` and unzip it, then pass --cuobjdump PATH).
+"""
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+K_DEPTH = 4          # cuda/gemv_q4.cu: tiles in flight per warp, handled per loop trip
+WEIGHTS_PER_TILE = 32  # per lane: 4 rows x 8 columns
+
+LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+
+
+def kernel_sass(sass: str, tokens: int) -> list[tuple[int, str]]:
+    """(address, instruction) of gemv_q4_kernel<tokens>."""
+    marker = re.compile(r"Function : (\S+)")
+    functions = marker.split(sass)
+    for name, body in zip(functions[1::2], functions[2::2]):
+        if "gemv_q4_kernel" in name and f"ILi{tokens}E" in name:
+            return [(int(address, 16), text) for address, text in LINE.findall(body)]
+    raise SystemExit(f"gemv_q4_kernel<{tokens}> not found in the disassembly")
+
+
+def main_loop_length(instructions: list[tuple[int, str]]) -> int:
+    """Instructions in the backward branch's range that contains the streaming weight loads."""
+    loads = [a for a, text in instructions if "LDG.E.EF" in text]
+    best = None
+    for address, text in instructions:
+        match = re.search(r"\bBRA\s+(?:`\()?(?:\.L_x_\d+|0x([0-9a-f]+))", text)
+        if not match or match.group(1) is None:
+            continue
+        target = int(match.group(1), 16)
+        if target < address and any(target <= a <= address for a in loads):
+            length = (address - target) // 16 + 1
+            best = length if best is None else max(best, length)
+    if best is None:
+        raise SystemExit("no loop around the weight loads found")
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", nargs="+", default=["87", "90"])
+    parser.add_argument("--tokens", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--nvcc", default=shutil.which("nvcc"))
+    parser.add_argument("--cuobjdump", default=shutil.which("cuobjdump"))
+    args = parser.parse_args()
+    if not args.nvcc or not args.cuobjdump:
+        sys.exit("needs nvcc and cuobjdump (see the module docstring)")
+    print("| arch | tokens | loop instructions (4 tiles) | per weight | per weight and token |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in args.arch:
+            obj = Path(tmp) / f"gemv_{arch}.o"
+            subprocess.run([args.nvcc, "-std=c++17", "-O3", f"-arch=sm_{arch}", f"-I{ROOT / 'cuda'}",
+                            f"-I{ROOT / 'cpp' / 'include'}", "-c", str(ROOT / "cuda" / "gemv_q4.cu"), "-o", str(obj)],
+                           check=True)
+            sass = subprocess.run([args.cuobjdump, "-sass", str(obj)], check=True, capture_output=True,
+                                  text=True).stdout
+            for tokens in args.tokens:
+                length = main_loop_length(kernel_sass(sass, tokens))
+                per_weight = length / (K_DEPTH * WEIGHTS_PER_TILE)
+                print(f"| sm_{arch} | {tokens} | {length} | {per_weight:.2f} | {per_weight / tokens:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
