@@ -15,8 +15,20 @@
 // neon-dot and neon-i8mm the fast path ("neon-int8"). f16 and q8_row weights use fp32 FMLA at every
 // level; prefill (m >= 8) of the faithful levels dequantizes W tile by tile to fp32 (below).
 //
-// W stays in the file's q4 layout (q3 is widened to it at pack time), used in place: row n is K/2
-// bytes, byte b holding column 2b in its low and column 2b+1 in its high nibble. A kernel never
+// Packing copies W out of the file's q4 layout (q3 is widened to it first), where row n is K/2
+// bytes, byte b holding column 2b in its low and column 2b+1 in its high nibble, into chunks
+// (Layout::chunks): the 16 bytes of 32 columns of 4 rows one after another, so that the 4 rows a
+// kernel computes are one stream read by one 64-byte LD1 of 4 registers a 32-column step (one
+// cache line, and one stream for the hardware prefetcher instead of 4):
+//
+//   file, rows n0 .. n0+3 (N rows of K/2 bytes)       chunks of block n0/4 (64 bytes each)
+//   n0   | c0 | c1 | c2 | ...                         | n0 c0 | n0+1 c0 | n0+2 c0 | n0+3 c0 |  chunk 0
+//   n0+1 | c0 | c1 | c2 | ...           ==>           | n0 c1 | n0+1 c1 | n0+2 c1 | n0+3 c1 |  chunk 1
+//   n0+2 | c0 | c1 | c2 | ...                         | ...                                 |  ...
+//   n0+3 | c0 | c1 | c2 | ...                         ci = the 16 bytes of columns 32i .. 32i+31
+//
+// A block past N is padded with zero rows. The bytes of a chunk keep the file's order, and
+// pack_linear then releases the file's pages of the module (MappedFile::release). A kernel never
 // shuffles W; it extracts nibbles with one AND (or shift) and a conversion whose fixed-point form
 // divides by the nibble's bit position for free (ucvtf #fbits), and instead x is permuted once a
 // call into the order in which the lanes come out. For one 32-column block c .. c+31 (16 bytes):
@@ -49,6 +61,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -192,10 +205,10 @@ void prepare_int8(const float* x, int64_t cols, int64_t group_size, PreparedX& o
 // Grouped decode: rows n0 .. n0+3 of y = W x (rows past N read row n0 and are not stored).
 // ---------------------------------------------------------------------------------------------
 struct RowBlock {
-  const uint8_t* rows[kRows];  // q4 bytes of each row
-  const uint16_t* scales;      // (K/g, 4) fp16, this block's slice of scales_by4
-  const uint8_t* zeros;        // (K/g, 4) of zeros_by4
-  int valid;                   // rows of the block inside W (1..4)
+  const uint8_t* nibbles;   // (K/32, 4 rows, 16 bytes) q4, this block's chunks
+  const uint16_t* scales;   // (K/g, 4) fp16, this block's slice of scales_by4
+  const uint8_t* zeros;     // (K/g, 4) of zeros_by4
+  int valid;                // rows of the block inside W (1..4)
 };
 
 RowBlock row_block(const LinearWeight& w, int64_t n0) {
@@ -203,10 +216,7 @@ RowBlock row_block(const LinearWeight& w, int64_t n0) {
   const int64_t groups = w.cols / w.scheme.group_size;
   RowBlock block{};
   block.valid = static_cast<int>(std::min<int64_t>(kRows, w.rows - n0));
-  for (int r = 0; r < kRows; ++r) {
-    const int64_t n = r < block.valid ? n0 + r : n0;
-    block.rows[r] = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n * w.cols / 8);
-  }
+  block.nibbles = layout.chunks[(n0 / kRows) * (w.cols / 32)].bytes;
   block.scales = layout.scales_by4.data() + (n0 / kRows) * groups * kRows;
   block.zeros = layout.zeros_by4.data() + (n0 / kRows) * groups * kRows;
   return block;
@@ -268,8 +278,9 @@ void grouped_matvec_fp32(const LinearWeight& w, const PreparedX& x, int64_t n0, 
       const int64_t k = j * kGroup + c;
       float32x4_t xk[8];
       for (int t = 0; t < 8; ++t) xk[t] = vld1q_f32(x_f32 + k + 4 * t);
+      const uint32x4x4_t q4 = vld1q_u32_x4(reinterpret_cast<const uint32_t*>(b.nibbles + 2 * k));  // 4 rows
       for (int r = 0; r < kRows; ++r) {
-        const uint32x4_t q = vld1q_u32(reinterpret_cast<const uint32_t*>(b.rows[r] + k / 2));
+        const uint32x4_t q = q4.val[r];
         float32x4_t a = acc[r];
         a = fma_nibbles_f32<0>(a, q, xk);
         a = fma_nibbles_f32<1>(a, q, xk);
@@ -315,21 +326,20 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
     // Two groups a step: one load of 64 columns per row, and the two epilogues share their loads
     // (scales, zero points, x's scales and sums) and conversions. The same arithmetic per group as
     // below, so the same results.
-    // Pointers and one byte offset into the rows, so that each load addresses itself.
+    // Pointers that each load advances.
     const float16_t* xk = x_f16;
+    const uint16_t* wk = reinterpret_cast<const uint16_t*>(b.nibbles);
     const uint16_t* scales = b.scales;
     const uint8_t* zeros = b.zeros;
     const float *x_scale_at = x_scales, *x_sum_at = x_sums;
-    const uint8_t* rows[2][kRows];
-    for (int r = 0; r < kRows; ++r) rows[0][r] = b.rows[r], rows[1][r] = b.rows[r] + 16;
-    for (int64_t offset = 0; j + 2 <= groups; j += 2, offset += 32) {
+    for (; j + 2 <= groups; j += 2) {
       float32x4_t dots[2];
-      for (int h = 0; h < 2; ++h, xk += 32) {  // group j + h
+      for (int h = 0; h < 2; ++h, xk += 32, wk += 32) {  // group j + h
         const float16x8x4_t x4 = vld1q_f16_x4(xk);  // one LD1 of 4 registers
         const float16x8_t xs[4] = {x4.val[0], x4.val[1], x4.val[2], x4.val[3]};
+        const uint16x8x4_t q4 = vld1q_u16_x4(wk);   // and one of the 4 rows' 32 columns
         float16x8_t acc[kRows];
-        for (int r = 0; r < kRows; ++r)
-          acc[r] = fma_block_f16<true>(acc[r], vld1q_u16(reinterpret_cast<const uint16_t*>(rows[h][r] + offset)), xs);
+        for (int r = 0; r < kRows; ++r) acc[r] = fma_block_f16<true>(acc[r], q4.val[r], xs);
         dots[h] = group_dots_f16(acc);
       }
       // loaded only now (the empty asm makes the addresses depend on the dot products), so that
@@ -355,9 +365,9 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
       const int64_t k = j * kGroup + c;
       const float16x8x4_t x4 = vld1q_f16_x4(x_f16 + k);  // one LD1 of 4 registers
       const float16x8_t xs[4] = {x4.val[0], x4.val[1], x4.val[2], x4.val[3]};
+      const uint16x8x4_t q4 = vld1q_u16_x4(reinterpret_cast<const uint16_t*>(b.nibbles + 2 * k));  // 4 rows
       for (int r = 0; r < kRows; ++r) {
-        const uint16x8_t q = vld1q_u16(reinterpret_cast<const uint16_t*>(b.rows[r] + k / 2));
-        acc[r] = c == 0 ? fma_block_f16<true>(acc[r], q, xs) : fma_block_f16<false>(acc[r], q, xs);
+        acc[r] = c == 0 ? fma_block_f16<true>(acc[r], q4.val[r], xs) : fma_block_f16<false>(acc[r], q4.val[r], xs);
       }
     }
     total = float_group_end(b, j, group_dots_f16(acc), x_scales[j], x_sums[j], total);
@@ -381,10 +391,10 @@ AWQ_EDGE_TARGET_DOT void grouped_matvec_dot(const LinearWeight& w, const Prepare
     for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
       const int64_t k = j * kGroup + c;
       const int8x16_t x_even = vld1q_s8(x_i8 + k), x_odd = vld1q_s8(x_i8 + k + 16);
+      const uint8x16x4_t q4 = vld1q_u8_x4(b.nibbles + 2 * k);  // 4 rows, one 64-byte load
       for (int r = 0; r < kRows; ++r) {
-        const uint8x16_t q = vld1q_u8(b.rows[r] + k / 2);
-        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vandq_u8(q, low_nibble)), x_even);
-        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), x_odd);
+        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vandq_u8(q4.val[r], low_nibble)), x_even);
+        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vshrq_n_u8(q4.val[r], 4)), x_odd);
       }
     }
     // sum q x_q - z sum x_q, exact in int32, then one fp32 multiply-add for the 4 rows
@@ -498,12 +508,13 @@ void dequantize_row_neon(const LinearWeight& w, int64_t n, float* out) {
   const LinearWeight::Layout& layout = *w.layout;
   if (w.scheme.kind != Scheme::Kind::Grouped) return dequantize_row(w, n, out);  // natural order
   const int64_t cols = w.cols, group_size = w.scheme.group_size, groups = cols / group_size;
-  const uint8_t* bytes = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n * cols / 8);
+  const uint8_t* bytes = layout.chunks[(n / kRows) * (cols / 32)].bytes + (n % kRows) * 16;  // + 2k: column k
+  const int64_t by4 = (n / kRows) * groups * kRows + n % kRows;                            // + 4j: group j
   for (int64_t j = 0; j < groups; ++j) {
-    const float32x4_t s = vdupq_n_f32(fp16_to_float(layout.scales[n * groups + j]));
-    const float32x4_t z = vdupq_n_f32(static_cast<float>(layout.zeros[n * groups + j]));
+    const float32x4_t s = vdupq_n_f32(fp16_to_float(layout.scales_by4[by4 + kRows * j]));
+    const float32x4_t z = vdupq_n_f32(static_cast<float>(layout.zeros_by4[by4 + kRows * j]));
     for (int64_t k = j * group_size; k < (j + 1) * group_size; k += 32) {
-      const uint32x4_t q = vld1q_u32(reinterpret_cast<const uint32_t*>(bytes + k / 2));
+      const uint32x4_t q = vld1q_u32(reinterpret_cast<const uint32_t*>(bytes + 2 * k));
       store_dequantized<0>(q, s, z, out + k), store_dequantized<1>(q, s, z, out + k);
       store_dequantized<2>(q, s, z, out + k), store_dequantized<3>(q, s, z, out + k);
       store_dequantized<4>(q, s, z, out + k), store_dequantized<5>(q, s, z, out + k);
@@ -623,16 +634,17 @@ AWQ_EDGE_TARGET_I8MM void i8mm_block(const LinearWeight& w, const PairedX& x, in
                                      float* y) {
   const LinearWeight::Layout& layout = *w.layout;
   const int64_t cols = w.cols, groups = cols / kGroup;
-  const int64_t n1 = std::min(n0 + 1, w.rows - 1);
-  const uint8_t* row0 = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n0 * cols / 8);
-  const uint8_t* row1 = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n1 * cols / 8);
+  // rows n0, n0 + 1 (n0 even) are neighbours in their block's chunks (a padding row past N is 0)
+  const uint8_t* pair_rows = layout.chunks[(n0 / kRows) * (cols / 32)].bytes + (n0 % kRows) * 16;  // + 2k: column k
+  const int64_t by4 = (n0 / kRows) * groups * kRows + n0 % kRows;                            // + 4j: group j
   const int8_t* xp = x.values.data() + pair * 2 * cols;
   const uint8x16_t low_nibble = vdupq_n_u8(0xF);
   float32x4_t total = vdupq_n_f32(0.0f);  // {n0.i, n0.i+1, n1.i, n1.i+1}
   for (int64_t j = 0; j < groups; ++j) {
     int32x4_t acc = vdupq_n_s32(0);
     for (int64_t k = j * kGroup; k < (j + 1) * kGroup; k += 32) {
-      const uint8x16_t q0 = vld1q_u8(row0 + k / 2), q1 = vld1q_u8(row1 + k / 2);
+      const uint8x16x2_t q = vld1q_u8_x2(pair_rows + 2 * k);
+      const uint8x16_t q0 = q.val[0], q1 = q.val[1];
       const uint64x2_t even0 = vreinterpretq_u64_u8(vandq_u8(q0, low_nibble));
       const uint64x2_t even1 = vreinterpretq_u64_u8(vandq_u8(q1, low_nibble));
       const uint64x2_t odd0 = vreinterpretq_u64_u8(vshrq_n_u8(q0, 4)), odd1 = vreinterpretq_u64_u8(vshrq_n_u8(q1, 4));
@@ -643,8 +655,9 @@ AWQ_EDGE_TARGET_I8MM void i8mm_block(const LinearWeight& w, const PairedX& x, in
       acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip2q_u64(odd0, odd1)), vld1q_s8(xk + 48));
     }
     const int64_t i0 = pair * 2;
-    const float s0 = fp16_to_float(layout.scales[n0 * groups + j]), s1 = fp16_to_float(layout.scales[n1 * groups + j]);
-    const int32_t z0 = layout.zeros[n0 * groups + j], z1 = layout.zeros[n1 * groups + j];
+    const float s0 = fp16_to_float(layout.scales_by4[by4 + kRows * j]);
+    const float s1 = fp16_to_float(layout.scales_by4[by4 + kRows * j + 1]);
+    const int32_t z0 = layout.zeros_by4[by4 + kRows * j], z1 = layout.zeros_by4[by4 + kRows * j + 1];
     const int32_t xq0 = x.qsums[i0 * groups + j], xq1 = x.qsums[(i0 + 1) * groups + j];
     const float xs0 = x.scales[i0 * groups + j], xs1 = x.scales[(i0 + 1) * groups + j];
     const int32_t zero_terms[4] = {z0 * xq0, z0 * xq1, z1 * xq0, z1 * xq1};
@@ -698,16 +711,37 @@ bool neon_level_supported(KernelLevel level) {
 
 void pack_neon(const LinearWeight& weight, LinearWeight::Layout& layout) {
   if (weight.scheme.kind != Scheme::Kind::Grouped) return;
-  const int64_t groups = weight.cols / weight.scheme.group_size;
+  const int64_t groups = weight.cols / weight.scheme.group_size, chunks_per_row = weight.cols / 32;
   const int64_t blocks = (weight.rows + kRows - 1) / kRows;
+  const auto* q4 = reinterpret_cast<const uint8_t*>(layout.nibble_weights());  // (N, K/2)
+  layout.chunks.assign(static_cast<size_t>(blocks * chunks_per_row), LinearWeight::Layout::NibbleChunk{});
   layout.scales_by4.assign(static_cast<size_t>(blocks * groups * kRows), 0);
   layout.zeros_by4.assign(static_cast<size_t>(blocks * groups * kRows), 0);
   for (int64_t n = 0; n < weight.rows; ++n) {
+    LinearWeight::Layout::NibbleChunk* block = layout.chunks.data() + (n / kRows) * chunks_per_row;
+    for (int64_t c = 0; c < chunks_per_row; ++c) std::memcpy(block[c].bytes + (n % kRows) * 16, q4 + n * weight.cols / 2 + c * 16, 16);
     for (int64_t j = 0; j < groups; ++j) {
       const int64_t to = ((n / kRows) * groups + j) * kRows + n % kRows;
       layout.scales_by4[to] = layout.scales[n * groups + j];
       layout.zeros_by4[to] = layout.zeros[n * groups + j];
     }
+  }
+  // Nothing reads the file's layout from here on (pack_linear releases its pages).
+  layout.qweight = nullptr, layout.scales = nullptr;
+  std::vector<uint8_t>().swap(layout.zeros);
+  std::vector<uint32_t>().swap(layout.nibbles);
+}
+
+void dequantize_row_neon_grouped(const LinearWeight& weight, int64_t row, float* out) {
+  const LinearWeight::Layout& layout = *weight.layout;
+  const int64_t groups = weight.cols / weight.scheme.group_size;
+  const uint8_t* bytes = layout.chunks[(row / kRows) * (weight.cols / 32)].bytes + (row % kRows) * 16;
+  const int64_t by4 = (row / kRows) * groups * kRows + row % kRows;
+  for (int64_t k = 0; k < weight.cols; ++k) {
+    const int64_t j = k / weight.scheme.group_size;
+    const uint8_t byte = bytes[(k / 32) * 64 + (k % 32) / 2];
+    const float q = static_cast<float>(k % 2 == 0 ? byte & 0xF : byte >> 4);
+    out[k] = (q - static_cast<float>(layout.zeros_by4[by4 + kRows * j])) * fp16_to_float(layout.scales_by4[by4 + kRows * j]);
   }
 }
 
