@@ -8,6 +8,7 @@
 //   neon-fp32   fp32 FMLA, W converted nibble -> fp32                  (baseline)
 //   neon-fp16   fp16 FMLA, W nibble -> fp16, x scaled to fp16          FEAT_FP16 (asimdhp)
 //   neon-dot    x rounded to int8 per group, SDOT 4 products a lane    FEAT_DotProd (asimddp)
+//               prefill 4 rows x 4 tokens by lane-indexed SDOT
 //   neon-i8mm   as neon-dot for decode; prefill 2 x 2 tokens/rows      FEAT_I8MM
 //               by SMMLA on int8 x
 //
@@ -202,7 +203,7 @@ void prepare_int8(const float* x, int64_t cols, int64_t group_size, PreparedX& o
 }
 
 // ---------------------------------------------------------------------------------------------
-// Grouped decode: rows n0 .. n0+3 of y = W x (rows past N read row n0 and are not stored).
+// Grouped decode: rows n0 .. n0+3 of y = W x (padding rows past N are computed, not stored).
 // ---------------------------------------------------------------------------------------------
 struct RowBlock {
   const uint8_t* nibbles;   // (K/32, 4 rows, 16 bytes) q4, this block's chunks
@@ -596,6 +597,119 @@ void faithful_prefill(const LinearWeight& w, const float* x, int64_t m, float* y
 }
 
 // ---------------------------------------------------------------------------------------------
+// Prefill of neon-dot (m >= kMinTiledRows): 4 rows of W x 4 tokens a step with the lane-indexed
+// SDOT, which dots each 32-bit lane of one register with the same 4 bytes of another:
+//
+//   sdot acc.4s, X.16b, w.4b[l]:   acc[t] += sum_{b<4} X[4t+b] * w[4l+b]    (t = token of the tile)
+//
+// w is one row's even (AND) or odd (shift) nibbles of a 32-column chunk in int8 order, so its lane
+// l holds int8 positions 4l .. 4l+3 (8 of them: quad u = l for even, 4 + l for odd); X_u holds
+// the same 4 positions of the 4 tokens' x_q, arranged once a call (QuadX). One chunk of 4 rows:
+// 1 load of W (64 bytes), 2 of x (128 bytes), 4 AND + 4 shifts, 32 SDOT for 512 products, and each
+// accumulator holds one row's 4 tokens, so a group ends without horizontal sums. Each W chunk is
+// read once per 4 tokens (from L1 after the first tile: a block's tiles run back to back).
+// The integer sums and the epilogue's fp32 operations are the decode kernel's, in the same order,
+// so the results equal token-by-token decoding exactly.
+// ---------------------------------------------------------------------------------------------
+constexpr int kTileTokens = 4;  // tokens of a neon-dot prefill step (the 4 lanes of an accumulator)
+
+struct QuadX {
+  std::vector<int8_t> values;  // (ceil(m/4) tiles, K/32 chunks, 8 quads u, 4 tokens, 4) int8, padding tokens 0
+  std::vector<float> scales;   // (tiles, K/g, 4 tokens) x_scale (0 for padding)
+  std::vector<int32_t> qsums;  // (tiles, K/g, 4 tokens)
+};
+
+void arrange_tokens(const float* x, int64_t m, int64_t cols, int64_t group_size, QuadX& out) {
+  const int64_t tiles = (m + kTileTokens - 1) / kTileTokens, groups = cols / group_size;
+  out.values.assign(static_cast<size_t>(tiles * kTileTokens * cols), 0);
+  out.scales.assign(static_cast<size_t>(tiles * groups * kTileTokens), 0.0f);
+  out.qsums.assign(static_cast<size_t>(tiles * groups * kTileTokens), 0);
+  PreparedX one;
+  for (int64_t i = 0; i < m; ++i) {
+    prepare_int8(x + i * cols, cols, group_size, one);
+    const int64_t tile = i / kTileTokens, t = i % kTileTokens;
+    for (int64_t j = 0; j < groups; ++j) {
+      out.scales[(tile * groups + j) * kTileTokens + t] = one.scales[j];
+      out.qsums[(tile * groups + j) * kTileTokens + t] = one.qsums[j];
+    }
+    int8_t* to = out.values.data() + tile * kTileTokens * cols + 4 * t;
+    for (int64_t quad = 0; quad < cols / 4; ++quad) std::memcpy(to + quad * 16, one.i8.data() + quad * 4, 4);
+  }
+}
+
+// acc += the 8 quads of one chunk (x: X_0 .. X_3 even, X_4 .. X_7 odd) times row q's nibbles
+AWQ_EDGE_TARGET_DOT inline int32x4_t dot_chunk_row(int32x4_t acc, uint8x16_t q, const int8x16x4_t& x_even,
+                                                   const int8x16x4_t& x_odd) {
+  const int8x16_t even = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0xF)));
+  const int8x16_t odd = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+  acc = vdotq_laneq_s32(acc, x_even.val[0], even, 0);
+  acc = vdotq_laneq_s32(acc, x_even.val[1], even, 1);
+  acc = vdotq_laneq_s32(acc, x_even.val[2], even, 2);
+  acc = vdotq_laneq_s32(acc, x_even.val[3], even, 3);
+  acc = vdotq_laneq_s32(acc, x_odd.val[0], odd, 0);
+  acc = vdotq_laneq_s32(acc, x_odd.val[1], odd, 1);
+  acc = vdotq_laneq_s32(acc, x_odd.val[2], odd, 2);
+  return vdotq_laneq_s32(acc, x_odd.val[3], odd, 3);
+}
+
+// y of rows n0 .. n0+3 and the 4 tokens of `tile` (rows past N and padding tokens not stored).
+template <int kGroup>
+AWQ_EDGE_TARGET_DOT void dot_tile(const LinearWeight& w, const QuadX& x, int64_t tile, int64_t n0, int64_t m,
+                                  float* y) {
+  const RowBlock b = row_block(w, n0);
+  const int64_t cols = w.cols, groups = cols / kGroup;
+  const uint8_t* wk = b.nibbles;
+  const int8_t* xk = x.values.data() + tile * kTileTokens * cols;
+  const float* x_scales = x.scales.data() + tile * groups * kTileTokens;
+  const int32_t* x_qsums = x.qsums.data() + tile * groups * kTileTokens;
+  float32x4_t total[kRows];  // row r: lanes = tokens
+  for (int r = 0; r < kRows; ++r) total[r] = vdupq_n_f32(0.0f);
+  for (int64_t j = 0; j < groups; ++j) {
+    int32x4_t acc[kRows];
+    for (int r = 0; r < kRows; ++r) acc[r] = vdupq_n_s32(0);
+#pragma GCC unroll 1
+    for (int c = 0; c < kGroup; c += 32, wk += 64, xk += 128) {  // not unrolled: 30 registers in use
+      const uint8x16x4_t q4 = vld1q_u8_x4(wk);
+      const int8x16x4_t x_even = vld1q_s8_x4(xk), x_odd = vld1q_s8_x4(xk + 64);
+      for (int r = 0; r < kRows; ++r) acc[r] = dot_chunk_row(acc[r], q4.val[r], x_even, x_odd);
+    }
+    // as the decode kernel, row r and token t: (sum q x_q - z sum x_q) * (s * x_scale), fp32 FMA
+    const int32x4_t z = vreinterpretq_s32_u32(group_zeros(b, j));
+    const float32x4_t s = group_scales(b, j);
+    const int32x4_t qsums = vld1q_s32(x_qsums + j * kTileTokens);
+    const float32x4_t scales = vld1q_f32(x_scales + j * kTileTokens);
+    total[0] = vfmaq_f32(total[0], vcvtq_f32_s32(vmlsq_laneq_s32(acc[0], qsums, z, 0)), vmulq_laneq_f32(scales, s, 0));
+    total[1] = vfmaq_f32(total[1], vcvtq_f32_s32(vmlsq_laneq_s32(acc[1], qsums, z, 1)), vmulq_laneq_f32(scales, s, 1));
+    total[2] = vfmaq_f32(total[2], vcvtq_f32_s32(vmlsq_laneq_s32(acc[2], qsums, z, 2)), vmulq_laneq_f32(scales, s, 2));
+    total[3] = vfmaq_f32(total[3], vcvtq_f32_s32(vmlsq_laneq_s32(acc[3], qsums, z, 3)), vmulq_laneq_f32(scales, s, 3));
+  }
+  float out[kRows][kTileTokens];
+  for (int r = 0; r < kRows; ++r) vst1q_f32(out[r], total[r]);
+  const int tokens = static_cast<int>(std::min<int64_t>(kTileTokens, m - tile * kTileTokens));
+  for (int t = 0; t < tokens; ++t) {
+    for (int r = 0; r < b.valid; ++r) y[(tile * kTileTokens + t) * w.rows + n0 + r] = out[r][t];
+  }
+}
+
+void dot_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  thread_local QuadX arranged_storage;
+  arrange_tokens(x, m, w.cols, w.scheme.group_size, arranged_storage);
+  const QuadX& arranged = arranged_storage;  // the caller's, not each worker's thread_local
+  const int64_t blocks = (w.rows + kRows - 1) / kRows, tiles = (m + kTileTokens - 1) / kTileTokens;
+  pool.run(blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        switch (w.scheme.group_size) {
+          case 32: dot_tile<32>(w, arranged, tile, block * kRows, m, y); break;
+          case 64: dot_tile<64>(w, arranged, tile, block * kRows, m, y); break;
+          default: dot_tile<128>(w, arranged, tile, block * kRows, m, y); break;
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Prefill of neon-i8mm: SMMLA multiplies a 2 x 8 int8 matrix by an 8 x 2 one into 2 x 2 int32, so
 // 2 rows of W (A) times 2 tokens of x (B) per instruction, 8 columns deep:
 //
@@ -751,6 +865,7 @@ void linear_neon(const LinearWeight& w, const float* x, int64_t m, float* y, Thr
   const bool grouped = w.scheme.kind == Scheme::Kind::Grouped;
   const bool int8 = w.level == KernelLevel::NeonDot || w.level == KernelLevel::NeonI8mm;
   if (grouped && w.level == KernelLevel::NeonI8mm && m >= 2) return i8mm_matmul(w, x, m, y, pool);
+  if (grouped && w.level == KernelLevel::NeonDot && m >= kMinTiledRows) return dot_matmul(w, x, m, y, pool);
   if (m >= kMinTiledRows && !(grouped && int8)) return faithful_prefill(w, x, m, y, pool);
   thread_local PreparedX prepared;
   for (int64_t i = 0; i < m; ++i) {
