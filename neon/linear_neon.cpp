@@ -8,6 +8,7 @@
 //   neon-fp32   fp32 FMLA, W converted nibble -> fp32                  (baseline)
 //   neon-fp16   fp16 FMLA, W nibble -> fp16, x scaled to fp16          FEAT_FP16 (asimdhp)
 //   neon-dot    x rounded to int8 per group, SDOT 4 products a lane    FEAT_DotProd (asimddp)
+//               prefill 4 rows x 4 tokens by lane-indexed SDOT
 //   neon-i8mm   as neon-dot for decode; prefill 2 x 2 tokens/rows      FEAT_I8MM
 //               by SMMLA on int8 x
 //
@@ -15,8 +16,20 @@
 // neon-dot and neon-i8mm the fast path ("neon-int8"). f16 and q8_row weights use fp32 FMLA at every
 // level; prefill (m >= 8) of the faithful levels dequantizes W tile by tile to fp32 (below).
 //
-// W stays in the file's q4 layout (q3 is widened to it at pack time), used in place: row n is K/2
-// bytes, byte b holding column 2b in its low and column 2b+1 in its high nibble. A kernel never
+// Packing copies W out of the file's q4 layout (q3 is widened to it first), where row n is K/2
+// bytes, byte b holding column 2b in its low and column 2b+1 in its high nibble, into chunks
+// (Layout::chunks): the 16 bytes of 32 columns of 4 rows one after another, so that the 4 rows a
+// kernel computes are one stream read by one 64-byte LD1 of 4 registers a 32-column step (one
+// cache line, and one stream for the hardware prefetcher instead of 4):
+//
+//   file, rows n0 .. n0+3 (N rows of K/2 bytes)       chunks of block n0/4 (64 bytes each)
+//   n0   | c0 | c1 | c2 | ...                         | n0 c0 | n0+1 c0 | n0+2 c0 | n0+3 c0 |  chunk 0
+//   n0+1 | c0 | c1 | c2 | ...           ==>           | n0 c1 | n0+1 c1 | n0+2 c1 | n0+3 c1 |  chunk 1
+//   n0+2 | c0 | c1 | c2 | ...                         | ...                                 |  ...
+//   n0+3 | c0 | c1 | c2 | ...                         ci = the 16 bytes of columns 32i .. 32i+31
+//
+// A block past N is padded with zero rows. The bytes of a chunk keep the file's order, and
+// pack_linear then releases the file's pages of the module (MappedFile::release). A kernel never
 // shuffles W; it extracts nibbles with one AND (or shift) and a conversion whose fixed-point form
 // divides by the nibble's bit position for free (ucvtf #fbits), and instead x is permuted once a
 // call into the order in which the lanes come out. For one 32-column block c .. c+31 (16 bytes):
@@ -49,6 +62,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -189,13 +203,13 @@ void prepare_int8(const float* x, int64_t cols, int64_t group_size, PreparedX& o
 }
 
 // ---------------------------------------------------------------------------------------------
-// Grouped decode: rows n0 .. n0+3 of y = W x (rows past N read row n0 and are not stored).
+// Grouped decode: rows n0 .. n0+3 of y = W x (padding rows past N are computed, not stored).
 // ---------------------------------------------------------------------------------------------
 struct RowBlock {
-  const uint8_t* rows[kRows];  // q4 bytes of each row
-  const uint16_t* scales;      // (K/g, 4) fp16, this block's slice of scales_by4
-  const uint8_t* zeros;        // (K/g, 4) of zeros_by4
-  int valid;                   // rows of the block inside W (1..4)
+  const uint8_t* nibbles;   // (K/32, 4 rows, 16 bytes) q4, this block's chunks
+  const uint16_t* scales;   // (K/g, 4) fp16, this block's slice of scales_by4
+  const uint8_t* zeros;     // (K/g, 4) of zeros_by4
+  int valid;                // rows of the block inside W (1..4)
 };
 
 RowBlock row_block(const LinearWeight& w, int64_t n0) {
@@ -203,10 +217,7 @@ RowBlock row_block(const LinearWeight& w, int64_t n0) {
   const int64_t groups = w.cols / w.scheme.group_size;
   RowBlock block{};
   block.valid = static_cast<int>(std::min<int64_t>(kRows, w.rows - n0));
-  for (int r = 0; r < kRows; ++r) {
-    const int64_t n = r < block.valid ? n0 + r : n0;
-    block.rows[r] = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n * w.cols / 8);
-  }
+  block.nibbles = layout.chunks[(n0 / kRows) * (w.cols / 32)].bytes;
   block.scales = layout.scales_by4.data() + (n0 / kRows) * groups * kRows;
   block.zeros = layout.zeros_by4.data() + (n0 / kRows) * groups * kRows;
   return block;
@@ -268,8 +279,9 @@ void grouped_matvec_fp32(const LinearWeight& w, const PreparedX& x, int64_t n0, 
       const int64_t k = j * kGroup + c;
       float32x4_t xk[8];
       for (int t = 0; t < 8; ++t) xk[t] = vld1q_f32(x_f32 + k + 4 * t);
+      const uint32x4x4_t q4 = vld1q_u32_x4(reinterpret_cast<const uint32_t*>(b.nibbles + 2 * k));  // 4 rows
       for (int r = 0; r < kRows; ++r) {
-        const uint32x4_t q = vld1q_u32(reinterpret_cast<const uint32_t*>(b.rows[r] + k / 2));
+        const uint32x4_t q = q4.val[r];
         float32x4_t a = acc[r];
         a = fma_nibbles_f32<0>(a, q, xk);
         a = fma_nibbles_f32<1>(a, q, xk);
@@ -315,21 +327,20 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
     // Two groups a step: one load of 64 columns per row, and the two epilogues share their loads
     // (scales, zero points, x's scales and sums) and conversions. The same arithmetic per group as
     // below, so the same results.
-    // Pointers and one byte offset into the rows, so that each load addresses itself.
+    // Pointers that each load advances.
     const float16_t* xk = x_f16;
+    const uint16_t* wk = reinterpret_cast<const uint16_t*>(b.nibbles);
     const uint16_t* scales = b.scales;
     const uint8_t* zeros = b.zeros;
     const float *x_scale_at = x_scales, *x_sum_at = x_sums;
-    const uint8_t* rows[2][kRows];
-    for (int r = 0; r < kRows; ++r) rows[0][r] = b.rows[r], rows[1][r] = b.rows[r] + 16;
-    for (int64_t offset = 0; j + 2 <= groups; j += 2, offset += 32) {
+    for (; j + 2 <= groups; j += 2) {
       float32x4_t dots[2];
-      for (int h = 0; h < 2; ++h, xk += 32) {  // group j + h
+      for (int h = 0; h < 2; ++h, xk += 32, wk += 32) {  // group j + h
         const float16x8x4_t x4 = vld1q_f16_x4(xk);  // one LD1 of 4 registers
         const float16x8_t xs[4] = {x4.val[0], x4.val[1], x4.val[2], x4.val[3]};
+        const uint16x8x4_t q4 = vld1q_u16_x4(wk);   // and one of the 4 rows' 32 columns
         float16x8_t acc[kRows];
-        for (int r = 0; r < kRows; ++r)
-          acc[r] = fma_block_f16<true>(acc[r], vld1q_u16(reinterpret_cast<const uint16_t*>(rows[h][r] + offset)), xs);
+        for (int r = 0; r < kRows; ++r) acc[r] = fma_block_f16<true>(acc[r], q4.val[r], xs);
         dots[h] = group_dots_f16(acc);
       }
       // loaded only now (the empty asm makes the addresses depend on the dot products), so that
@@ -355,9 +366,9 @@ AWQ_EDGE_TARGET_FP16 void grouped_matvec_fp16(const LinearWeight& w, const Prepa
       const int64_t k = j * kGroup + c;
       const float16x8x4_t x4 = vld1q_f16_x4(x_f16 + k);  // one LD1 of 4 registers
       const float16x8_t xs[4] = {x4.val[0], x4.val[1], x4.val[2], x4.val[3]};
+      const uint16x8x4_t q4 = vld1q_u16_x4(reinterpret_cast<const uint16_t*>(b.nibbles + 2 * k));  // 4 rows
       for (int r = 0; r < kRows; ++r) {
-        const uint16x8_t q = vld1q_u16(reinterpret_cast<const uint16_t*>(b.rows[r] + k / 2));
-        acc[r] = c == 0 ? fma_block_f16<true>(acc[r], q, xs) : fma_block_f16<false>(acc[r], q, xs);
+        acc[r] = c == 0 ? fma_block_f16<true>(acc[r], q4.val[r], xs) : fma_block_f16<false>(acc[r], q4.val[r], xs);
       }
     }
     total = float_group_end(b, j, group_dots_f16(acc), x_scales[j], x_sums[j], total);
@@ -381,10 +392,10 @@ AWQ_EDGE_TARGET_DOT void grouped_matvec_dot(const LinearWeight& w, const Prepare
     for (int c = 0; c < kGroup; c += 32) {  // a constant trip count, unrolled
       const int64_t k = j * kGroup + c;
       const int8x16_t x_even = vld1q_s8(x_i8 + k), x_odd = vld1q_s8(x_i8 + k + 16);
+      const uint8x16x4_t q4 = vld1q_u8_x4(b.nibbles + 2 * k);  // 4 rows, one 64-byte load
       for (int r = 0; r < kRows; ++r) {
-        const uint8x16_t q = vld1q_u8(b.rows[r] + k / 2);
-        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vandq_u8(q, low_nibble)), x_even);
-        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), x_odd);
+        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vandq_u8(q4.val[r], low_nibble)), x_even);
+        dot[r] = vdotq_s32(dot[r], vreinterpretq_s8_u8(vshrq_n_u8(q4.val[r], 4)), x_odd);
       }
     }
     // sum q x_q - z sum x_q, exact in int32, then one fp32 multiply-add for the 4 rows
@@ -498,12 +509,13 @@ void dequantize_row_neon(const LinearWeight& w, int64_t n, float* out) {
   const LinearWeight::Layout& layout = *w.layout;
   if (w.scheme.kind != Scheme::Kind::Grouped) return dequantize_row(w, n, out);  // natural order
   const int64_t cols = w.cols, group_size = w.scheme.group_size, groups = cols / group_size;
-  const uint8_t* bytes = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n * cols / 8);
+  const uint8_t* bytes = layout.chunks[(n / kRows) * (cols / 32)].bytes + (n % kRows) * 16;  // + 2k: column k
+  const int64_t by4 = (n / kRows) * groups * kRows + n % kRows;                            // + 4j: group j
   for (int64_t j = 0; j < groups; ++j) {
-    const float32x4_t s = vdupq_n_f32(fp16_to_float(layout.scales[n * groups + j]));
-    const float32x4_t z = vdupq_n_f32(static_cast<float>(layout.zeros[n * groups + j]));
+    const float32x4_t s = vdupq_n_f32(fp16_to_float(layout.scales_by4[by4 + kRows * j]));
+    const float32x4_t z = vdupq_n_f32(static_cast<float>(layout.zeros_by4[by4 + kRows * j]));
     for (int64_t k = j * group_size; k < (j + 1) * group_size; k += 32) {
-      const uint32x4_t q = vld1q_u32(reinterpret_cast<const uint32_t*>(bytes + k / 2));
+      const uint32x4_t q = vld1q_u32(reinterpret_cast<const uint32_t*>(bytes + 2 * k));
       store_dequantized<0>(q, s, z, out + k), store_dequantized<1>(q, s, z, out + k);
       store_dequantized<2>(q, s, z, out + k), store_dequantized<3>(q, s, z, out + k);
       store_dequantized<4>(q, s, z, out + k), store_dequantized<5>(q, s, z, out + k);
@@ -585,6 +597,119 @@ void faithful_prefill(const LinearWeight& w, const float* x, int64_t m, float* y
 }
 
 // ---------------------------------------------------------------------------------------------
+// Prefill of neon-dot (m >= kMinTiledRows): 4 rows of W x 4 tokens a step with the lane-indexed
+// SDOT, which dots each 32-bit lane of one register with the same 4 bytes of another:
+//
+//   sdot acc.4s, X.16b, w.4b[l]:   acc[t] += sum_{b<4} X[4t+b] * w[4l+b]    (t = token of the tile)
+//
+// w is one row's even (AND) or odd (shift) nibbles of a 32-column chunk in int8 order, so its lane
+// l holds int8 positions 4l .. 4l+3 (8 of them: quad u = l for even, 4 + l for odd); X_u holds
+// the same 4 positions of the 4 tokens' x_q, arranged once a call (QuadX). One chunk of 4 rows:
+// 1 load of W (64 bytes), 2 of x (128 bytes), 4 AND + 4 shifts, 32 SDOT for 512 products, and each
+// accumulator holds one row's 4 tokens, so a group ends without horizontal sums. Each W chunk is
+// read once per 4 tokens (from L1 after the first tile: a block's tiles run back to back).
+// The integer sums and the epilogue's fp32 operations are the decode kernel's, in the same order,
+// so the results equal token-by-token decoding exactly.
+// ---------------------------------------------------------------------------------------------
+constexpr int kTileTokens = 4;  // tokens of a neon-dot prefill step (the 4 lanes of an accumulator)
+
+struct QuadX {
+  std::vector<int8_t> values;  // (ceil(m/4) tiles, K/32 chunks, 8 quads u, 4 tokens, 4) int8, padding tokens 0
+  std::vector<float> scales;   // (tiles, K/g, 4 tokens) x_scale (0 for padding)
+  std::vector<int32_t> qsums;  // (tiles, K/g, 4 tokens)
+};
+
+void arrange_tokens(const float* x, int64_t m, int64_t cols, int64_t group_size, QuadX& out) {
+  const int64_t tiles = (m + kTileTokens - 1) / kTileTokens, groups = cols / group_size;
+  out.values.assign(static_cast<size_t>(tiles * kTileTokens * cols), 0);
+  out.scales.assign(static_cast<size_t>(tiles * groups * kTileTokens), 0.0f);
+  out.qsums.assign(static_cast<size_t>(tiles * groups * kTileTokens), 0);
+  PreparedX one;
+  for (int64_t i = 0; i < m; ++i) {
+    prepare_int8(x + i * cols, cols, group_size, one);
+    const int64_t tile = i / kTileTokens, t = i % kTileTokens;
+    for (int64_t j = 0; j < groups; ++j) {
+      out.scales[(tile * groups + j) * kTileTokens + t] = one.scales[j];
+      out.qsums[(tile * groups + j) * kTileTokens + t] = one.qsums[j];
+    }
+    int8_t* to = out.values.data() + tile * kTileTokens * cols + 4 * t;
+    for (int64_t quad = 0; quad < cols / 4; ++quad) std::memcpy(to + quad * 16, one.i8.data() + quad * 4, 4);
+  }
+}
+
+// acc += the 8 quads of one chunk (x: X_0 .. X_3 even, X_4 .. X_7 odd) times row q's nibbles
+AWQ_EDGE_TARGET_DOT inline int32x4_t dot_chunk_row(int32x4_t acc, uint8x16_t q, const int8x16x4_t& x_even,
+                                                   const int8x16x4_t& x_odd) {
+  const int8x16_t even = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0xF)));
+  const int8x16_t odd = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+  acc = vdotq_laneq_s32(acc, x_even.val[0], even, 0);
+  acc = vdotq_laneq_s32(acc, x_even.val[1], even, 1);
+  acc = vdotq_laneq_s32(acc, x_even.val[2], even, 2);
+  acc = vdotq_laneq_s32(acc, x_even.val[3], even, 3);
+  acc = vdotq_laneq_s32(acc, x_odd.val[0], odd, 0);
+  acc = vdotq_laneq_s32(acc, x_odd.val[1], odd, 1);
+  acc = vdotq_laneq_s32(acc, x_odd.val[2], odd, 2);
+  return vdotq_laneq_s32(acc, x_odd.val[3], odd, 3);
+}
+
+// y of rows n0 .. n0+3 and the 4 tokens of `tile` (rows past N and padding tokens not stored).
+template <int kGroup>
+AWQ_EDGE_TARGET_DOT void dot_tile(const LinearWeight& w, const QuadX& x, int64_t tile, int64_t n0, int64_t m,
+                                  float* y) {
+  const RowBlock b = row_block(w, n0);
+  const int64_t cols = w.cols, groups = cols / kGroup;
+  const uint8_t* wk = b.nibbles;
+  const int8_t* xk = x.values.data() + tile * kTileTokens * cols;
+  const float* x_scales = x.scales.data() + tile * groups * kTileTokens;
+  const int32_t* x_qsums = x.qsums.data() + tile * groups * kTileTokens;
+  float32x4_t total[kRows];  // row r: lanes = tokens
+  for (int r = 0; r < kRows; ++r) total[r] = vdupq_n_f32(0.0f);
+  for (int64_t j = 0; j < groups; ++j) {
+    int32x4_t acc[kRows];
+    for (int r = 0; r < kRows; ++r) acc[r] = vdupq_n_s32(0);
+#pragma GCC unroll 1
+    for (int c = 0; c < kGroup; c += 32, wk += 64, xk += 128) {  // not unrolled: 30 registers in use
+      const uint8x16x4_t q4 = vld1q_u8_x4(wk);
+      const int8x16x4_t x_even = vld1q_s8_x4(xk), x_odd = vld1q_s8_x4(xk + 64);
+      for (int r = 0; r < kRows; ++r) acc[r] = dot_chunk_row(acc[r], q4.val[r], x_even, x_odd);
+    }
+    // as the decode kernel, row r and token t: (sum q x_q - z sum x_q) * (s * x_scale), fp32 FMA
+    const int32x4_t z = vreinterpretq_s32_u32(group_zeros(b, j));
+    const float32x4_t s = group_scales(b, j);
+    const int32x4_t qsums = vld1q_s32(x_qsums + j * kTileTokens);
+    const float32x4_t scales = vld1q_f32(x_scales + j * kTileTokens);
+    total[0] = vfmaq_f32(total[0], vcvtq_f32_s32(vmlsq_laneq_s32(acc[0], qsums, z, 0)), vmulq_laneq_f32(scales, s, 0));
+    total[1] = vfmaq_f32(total[1], vcvtq_f32_s32(vmlsq_laneq_s32(acc[1], qsums, z, 1)), vmulq_laneq_f32(scales, s, 1));
+    total[2] = vfmaq_f32(total[2], vcvtq_f32_s32(vmlsq_laneq_s32(acc[2], qsums, z, 2)), vmulq_laneq_f32(scales, s, 2));
+    total[3] = vfmaq_f32(total[3], vcvtq_f32_s32(vmlsq_laneq_s32(acc[3], qsums, z, 3)), vmulq_laneq_f32(scales, s, 3));
+  }
+  float out[kRows][kTileTokens];
+  for (int r = 0; r < kRows; ++r) vst1q_f32(out[r], total[r]);
+  const int tokens = static_cast<int>(std::min<int64_t>(kTileTokens, m - tile * kTileTokens));
+  for (int t = 0; t < tokens; ++t) {
+    for (int r = 0; r < b.valid; ++r) y[(tile * kTileTokens + t) * w.rows + n0 + r] = out[r][t];
+  }
+}
+
+void dot_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  thread_local QuadX arranged_storage;
+  arrange_tokens(x, m, w.cols, w.scheme.group_size, arranged_storage);
+  const QuadX& arranged = arranged_storage;  // the caller's, not each worker's thread_local
+  const int64_t blocks = (w.rows + kRows - 1) / kRows, tiles = (m + kTileTokens - 1) / kTileTokens;
+  pool.run(blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        switch (w.scheme.group_size) {
+          case 32: dot_tile<32>(w, arranged, tile, block * kRows, m, y); break;
+          case 64: dot_tile<64>(w, arranged, tile, block * kRows, m, y); break;
+          default: dot_tile<128>(w, arranged, tile, block * kRows, m, y); break;
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Prefill of neon-i8mm: SMMLA multiplies a 2 x 8 int8 matrix by an 8 x 2 one into 2 x 2 int32, so
 // 2 rows of W (A) times 2 tokens of x (B) per instruction, 8 columns deep:
 //
@@ -623,16 +748,17 @@ AWQ_EDGE_TARGET_I8MM void i8mm_block(const LinearWeight& w, const PairedX& x, in
                                      float* y) {
   const LinearWeight::Layout& layout = *w.layout;
   const int64_t cols = w.cols, groups = cols / kGroup;
-  const int64_t n1 = std::min(n0 + 1, w.rows - 1);
-  const uint8_t* row0 = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n0 * cols / 8);
-  const uint8_t* row1 = reinterpret_cast<const uint8_t*>(layout.nibble_weights() + n1 * cols / 8);
+  // rows n0, n0 + 1 (n0 even) are neighbours in their block's chunks (a padding row past N is 0)
+  const uint8_t* pair_rows = layout.chunks[(n0 / kRows) * (cols / 32)].bytes + (n0 % kRows) * 16;  // + 2k: column k
+  const int64_t by4 = (n0 / kRows) * groups * kRows + n0 % kRows;                            // + 4j: group j
   const int8_t* xp = x.values.data() + pair * 2 * cols;
   const uint8x16_t low_nibble = vdupq_n_u8(0xF);
   float32x4_t total = vdupq_n_f32(0.0f);  // {n0.i, n0.i+1, n1.i, n1.i+1}
   for (int64_t j = 0; j < groups; ++j) {
     int32x4_t acc = vdupq_n_s32(0);
     for (int64_t k = j * kGroup; k < (j + 1) * kGroup; k += 32) {
-      const uint8x16_t q0 = vld1q_u8(row0 + k / 2), q1 = vld1q_u8(row1 + k / 2);
+      const uint8x16x2_t q = vld1q_u8_x2(pair_rows + 2 * k);
+      const uint8x16_t q0 = q.val[0], q1 = q.val[1];
       const uint64x2_t even0 = vreinterpretq_u64_u8(vandq_u8(q0, low_nibble));
       const uint64x2_t even1 = vreinterpretq_u64_u8(vandq_u8(q1, low_nibble));
       const uint64x2_t odd0 = vreinterpretq_u64_u8(vshrq_n_u8(q0, 4)), odd1 = vreinterpretq_u64_u8(vshrq_n_u8(q1, 4));
@@ -643,8 +769,9 @@ AWQ_EDGE_TARGET_I8MM void i8mm_block(const LinearWeight& w, const PairedX& x, in
       acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip2q_u64(odd0, odd1)), vld1q_s8(xk + 48));
     }
     const int64_t i0 = pair * 2;
-    const float s0 = fp16_to_float(layout.scales[n0 * groups + j]), s1 = fp16_to_float(layout.scales[n1 * groups + j]);
-    const int32_t z0 = layout.zeros[n0 * groups + j], z1 = layout.zeros[n1 * groups + j];
+    const float s0 = fp16_to_float(layout.scales_by4[by4 + kRows * j]);
+    const float s1 = fp16_to_float(layout.scales_by4[by4 + kRows * j + 1]);
+    const int32_t z0 = layout.zeros_by4[by4 + kRows * j], z1 = layout.zeros_by4[by4 + kRows * j + 1];
     const int32_t xq0 = x.qsums[i0 * groups + j], xq1 = x.qsums[(i0 + 1) * groups + j];
     const float xs0 = x.scales[i0 * groups + j], xs1 = x.scales[(i0 + 1) * groups + j];
     const int32_t zero_terms[4] = {z0 * xq0, z0 * xq1, z1 * xq0, z1 * xq1};
@@ -698,16 +825,37 @@ bool neon_level_supported(KernelLevel level) {
 
 void pack_neon(const LinearWeight& weight, LinearWeight::Layout& layout) {
   if (weight.scheme.kind != Scheme::Kind::Grouped) return;
-  const int64_t groups = weight.cols / weight.scheme.group_size;
+  const int64_t groups = weight.cols / weight.scheme.group_size, chunks_per_row = weight.cols / 32;
   const int64_t blocks = (weight.rows + kRows - 1) / kRows;
+  const auto* q4 = reinterpret_cast<const uint8_t*>(layout.nibble_weights());  // (N, K/2)
+  layout.chunks.assign(static_cast<size_t>(blocks * chunks_per_row), LinearWeight::Layout::NibbleChunk{});
   layout.scales_by4.assign(static_cast<size_t>(blocks * groups * kRows), 0);
   layout.zeros_by4.assign(static_cast<size_t>(blocks * groups * kRows), 0);
   for (int64_t n = 0; n < weight.rows; ++n) {
+    LinearWeight::Layout::NibbleChunk* block = layout.chunks.data() + (n / kRows) * chunks_per_row;
+    for (int64_t c = 0; c < chunks_per_row; ++c) std::memcpy(block[c].bytes + (n % kRows) * 16, q4 + n * weight.cols / 2 + c * 16, 16);
     for (int64_t j = 0; j < groups; ++j) {
       const int64_t to = ((n / kRows) * groups + j) * kRows + n % kRows;
       layout.scales_by4[to] = layout.scales[n * groups + j];
       layout.zeros_by4[to] = layout.zeros[n * groups + j];
     }
+  }
+  // Nothing reads the file's layout from here on (pack_linear releases its pages).
+  layout.qweight = nullptr, layout.scales = nullptr;
+  std::vector<uint8_t>().swap(layout.zeros);
+  std::vector<uint32_t>().swap(layout.nibbles);
+}
+
+void dequantize_row_neon_grouped(const LinearWeight& weight, int64_t row, float* out) {
+  const LinearWeight::Layout& layout = *weight.layout;
+  const int64_t groups = weight.cols / weight.scheme.group_size;
+  const uint8_t* bytes = layout.chunks[(row / kRows) * (weight.cols / 32)].bytes + (row % kRows) * 16;
+  const int64_t by4 = (row / kRows) * groups * kRows + row % kRows;
+  for (int64_t k = 0; k < weight.cols; ++k) {
+    const int64_t j = k / weight.scheme.group_size;
+    const uint8_t byte = bytes[(k / 32) * 64 + (k % 32) / 2];
+    const float q = static_cast<float>(k % 2 == 0 ? byte & 0xF : byte >> 4);
+    out[k] = (q - static_cast<float>(layout.zeros_by4[by4 + kRows * j])) * fp16_to_float(layout.scales_by4[by4 + kRows * j]);
   }
 }
 
@@ -717,6 +865,7 @@ void linear_neon(const LinearWeight& w, const float* x, int64_t m, float* y, Thr
   const bool grouped = w.scheme.kind == Scheme::Kind::Grouped;
   const bool int8 = w.level == KernelLevel::NeonDot || w.level == KernelLevel::NeonI8mm;
   if (grouped && w.level == KernelLevel::NeonI8mm && m >= 2) return i8mm_matmul(w, x, m, y, pool);
+  if (grouped && w.level == KernelLevel::NeonDot && m >= kMinTiledRows) return dot_matmul(w, x, m, y, pool);
   if (m >= kMinTiledRows && !(grouped && int8)) return faithful_prefill(w, x, m, y, pool);
   thread_local PreparedX prepared;
   for (int64_t i = 0; i < m; ++i) {

@@ -1,16 +1,16 @@
-"""Instructions executed per weight by the NEON matrix-vector kernels, counted under qemu (no ARM hardware needed).
+"""Instructions executed per weight by the NEON linear kernels, counted under qemu (no ARM hardware needed).
 
 Cross-builds neon/bench_neon_linear.cpp (cmake/toolchains/aarch64-linux-gnu.cmake, linked without PIE so that the
-addresses `nm` gives are the ones that run), then runs one decode call (1 token, 1 thread) of a ROWS x COLS layer
-per scheme and level under qemu-aarch64-static with
+addresses `nm` gives are the ones that run), then runs one call (1 thread) of a ROWS x COLS layer on TOKENS tokens
+(default 1: decode; 8 or more: prefill) per scheme and level under qemu-aarch64-static with
 
     -singlestep -d exec,nochain -dfilter <the functions of neon/linear_neon.cpp but packing>
 
 so that qemu logs one line per executed instruction inside those functions. Counted: everything linear_neon.cpp
 executes for the call (x preparation, the row-block loop, the kernels); not counted: packing, the thread pool's
-dispatch and libc. The table gives the total per weight and the inner kernel function alone.
+dispatch and libc. The table gives the total per weight and token, and the inner kernel function alone.
 
-    python tools/count_neon_instructions.py [--rows 4096] [--cols 4096] [--schemes q4_g128,q4_g32,...]
+    python tools/count_neon_instructions.py [--rows 4096] [--cols 4096] [--schemes q4_g128,q4_g32,...] [--tokens 1]
 
 Needs g++-aarch64-linux-gnu, qemu-user-static and cmake (tools/install.sh installs them on x86-64 Debian).
 """
@@ -66,8 +66,9 @@ def kernel_ranges(build_dir: Path, program: Path) -> list:
     return ranges
 
 
-def count(program: Path, ranges: list, cpu: str, scheme: str, level: str, rows: int, cols: int) -> collections.Counter:
-    """Executed instructions per function (demangled name) for one decode call."""
+def count(program: Path, ranges: list, cpu: str, scheme: str, level: str, rows: int, cols: int,
+          tokens: int) -> collections.Counter:
+    """Executed instructions per function (demangled name) for one call on `tokens` tokens."""
     names = {start: name for start, _, name in ranges}
     with tempfile.TemporaryDirectory() as temp:
         fifo = Path(temp) / "exec.log"
@@ -91,7 +92,7 @@ def count(program: Path, ranges: list, cpu: str, scheme: str, level: str, rows: 
         run = subprocess.run(["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu", "-cpu", cpu, "-singlestep",
                               "-d", "exec,nochain", "-dfilter", filters, "-D", str(fifo), str(program),
                               "--scheme", scheme, "--rows", str(rows), "--cols", str(cols), "--levels", level,
-                              "--tokens", "1", "--threads", "1", "--iterations", "1"],
+                              "--tokens", str(tokens), "--threads", "1", "--iterations", "1"],
                              capture_output=True, text=True)
         reader.join()
         if run.returncode != 0:
@@ -114,6 +115,7 @@ def main():
     parser.add_argument("--cols", type=int, default=4096)
     parser.add_argument("--schemes", default="q4_g128,q4_g32,q3_g128,q8_row,f16")
     parser.add_argument("--levels", default=",".join(LEVELS))
+    parser.add_argument("--tokens", type=int, default=1, help="tokens per call: 1 decodes, 8 or more prefill")
     parser.add_argument("--build", type=Path, help="cross build folder (default: a temporary one)")
     args = parser.parse_args()
     missing = [p for p in ("aarch64-linux-gnu-g++", "qemu-aarch64-static", "cmake", NM) if not shutil.which(p)]
@@ -124,8 +126,9 @@ def main():
         build_dir = args.build or Path(temp) / "build"
         program = build(build_dir)
         ranges = kernel_ranges(build_dir, program)
-        weights = args.rows * args.cols
-        print(f"instructions executed per weight, one decode call (1 token, 1 thread) of a {args.rows}x{args.cols} "
+        weights = args.rows * args.cols * args.tokens  # per weight and token
+        call = "one decode call (1 token" if args.tokens == 1 else f"one prefill call ({args.tokens} tokens"
+        print(f"instructions executed per weight and token, {call}, 1 thread) of a {args.rows}x{args.cols} "
               f"layer, counted under qemu {subprocess.run(['qemu-aarch64-static', '--version'], capture_output=True, text=True).stdout.split()[2]}")
         print(f"{'scheme':8} {'level':10} {'qemu -cpu':11} {'instructions':>13} {'per weight':>11} "
               f"{'kernel fn':>10} {'target':>7}  kernel function")
@@ -136,7 +139,9 @@ def main():
                     target = None  # f16 and q8_row run the same fp32 kernel at every level
                     if level != "neon-fp32":
                         continue
-                functions = count(program, ranges, cpu, scheme, level, args.rows, args.cols)
+                if args.tokens > 1:
+                    target = None  # the targets are for decode
+                functions = count(program, ranges, cpu, scheme, level, args.rows, args.cols, args.tokens)
                 total = sum(functions.values())
                 kernel, kernel_count = functions.most_common(1)[0]
                 short = re.match(r"(?:\w+ )?([\w:]+(?:<[^>]*>)?)", kernel.replace("std::_Function_handler<void (long, long), ", "").replace("(anonymous namespace)::", "")
@@ -145,7 +150,7 @@ def main():
                 print(f"{scheme:8} {level:10} {cpu:11} {total:13d} {total / weights:11.3f} "
                       f"{kernel_count / weights:10.3f} {verdict:>7}  {short}")
         print(f"reproduce: python tools/count_neon_instructions.py --rows {args.rows} --cols {args.cols} "
-              f"--schemes {args.schemes} --levels {args.levels}")
+              f"--schemes {args.schemes} --levels {args.levels} --tokens {args.tokens}")
 
 
 if __name__ == "__main__":

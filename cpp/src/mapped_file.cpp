@@ -7,6 +7,8 @@
 #include "awq_edge/mapped_file.h"
 
 #include <cerrno>
+#include <stdexcept>
+#include <string>
 #include <system_error>
 
 #include <fcntl.h>
@@ -44,6 +46,22 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   void* address = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, file.fd, 0);
   if (address == MAP_FAILED) throw_errno("cannot mmap");
   return std::shared_ptr<const MappedFile>(new MappedFile(static_cast<const uint8_t*>(address), size));
+}
+
+void MappedFile::release(const void* begin, uint64_t bytes) const {
+  const auto first = reinterpret_cast<uintptr_t>(begin), start = reinterpret_cast<uintptr_t>(data_);
+  if (bytes == 0) return;
+  if (data_ == nullptr || first < start || first - start > size_ || bytes > size_ - (first - start)) {
+    throw std::out_of_range("[MappedFile] release: " + std::to_string(bytes) + " bytes at offset " +
+                            std::to_string(static_cast<long long>(first - start)) + " are not inside the mapping of " +
+                            std::to_string(size_) + " bytes");
+  }
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t low = (first + page - 1) / page * page, high = (first + bytes) / page * page;  // whole pages only
+  if (low >= high) return;
+  if (::madvise(reinterpret_cast<void*>(low), high - low, MADV_DONTNEED) != 0) {
+    throw_errno("[MappedFile] release: madvise(MADV_DONTNEED)");
+  }
 }
 
 MappedFile::~MappedFile() {

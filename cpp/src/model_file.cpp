@@ -441,7 +441,7 @@ TensorView ModelFile::tensor(std::string_view name) const {
 
 TensorView ModelFile::tensor(const TensorInfo& info) const {
   if (!is_open()) fail("the file is closed");
-  return {mapping_->data() + info.offset, info.dtype, info.shape, info.size};
+  return {mapping_->data() + info.offset, info.dtype, info.shape, info.size, mapping_.get()};
 }
 
 }  // namespace awq_edge

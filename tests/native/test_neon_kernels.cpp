@@ -1,7 +1,12 @@
 // test_neon_kernels.cpp: every NEON kernel level this CPU runs against the Reference level, on
-// random weights of every storage scheme, odd shapes, 1..11 tokens (decode and prefill paths) and
-// 1 or 3 threads. Built for aarch64 (neon/CMakeLists.txt) and run under qemu for several CPU models
-// by tests/native/test_neon_under_qemu.py, so that each level runs somewhere.
+// random weights of every storage scheme, odd shapes, 1..11 tokens (decode and prefill paths; 9, 17
+// and 33 too for grouped schemes, whose prefill kernels work on tiles of tokens) and 1 or 3
+// threads. Built for aarch64 (neon/CMakeLists.txt) and run under qemu for several CPU models by
+// tests/native/test_neon_under_qemu.py, so that each level runs somewhere.
+//
+// Also: neon-dot prefill (m >= 8) must equal token-by-token neon-dot decoding exactly (the same
+// integer sums and fp32 epilogue); and packing at a NEON level from tensors in a mapped file, which
+// releases the file's pages, must leave the mapped bytes as they were and compute the same y.
 //
 // Error measure: with ref from the Reference level and scale = max over (i, n) of sum_k |x[i][k]|
 // |W[n][k]| (the size of the dot products' terms), each case must satisfy max |y - ref| <= tol *
@@ -14,11 +19,15 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "awq_edge/fp16.h"
+#include "awq_edge/mapped_file.h"
 #include "linear.h"
 #include "thread_pool.h"
 
@@ -134,6 +143,76 @@ void check(const RandomModule& module, int64_t m, int threads, KernelLevel level
                 cpu::kernel_level_name(level), module.scheme.name().c_str(), static_cast<long long>(rows),
                 static_cast<long long>(cols), static_cast<long long>(m), threads, error, tol * scale + 1e-6, scale);
   }
+  if (level == KernelLevel::NeonDot && module.scheme.kind == Scheme::Kind::Grouped && m >= 8) {
+    std::vector<float> decoded(rows);
+    int64_t differing = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      cpu::linear(weight, x.data() + i * cols, 1, decoded.data(), pool);
+      differing += std::memcmp(decoded.data(), y.data() + i * rows, rows * sizeof(float)) != 0;
+    }
+    if (differing != 0) {
+      ++result.failures;
+      std::printf("FAIL neon-dot %s %lldx%lld m=%lld threads=%d: prefill differs from decoding token by token "
+                  "for %lld tokens\n", module.scheme.name().c_str(), static_cast<long long>(rows),
+                  static_cast<long long>(cols), static_cast<long long>(m), threads, static_cast<long long>(differing));
+    }
+  }
+}
+
+// The module's tensors written to a file and packed from its mapping at `level` (which releases the
+// pages of grouped weights): the mapped bytes must be unchanged and y equal to packing from memory.
+// Returns the number of failures.
+int check_mapped_file(const RandomModule& module, KernelLevel level) {
+  const std::string where = std::string(cpu::kernel_level_name(level)) + " " + module.scheme.name() + " from a file";
+  char path[] = "/tmp/test_neon_kernels_XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) throw std::runtime_error(where + ": cannot create a temporary file");
+  std::FILE* file = fdopen(fd, "wb");
+  std::vector<uint64_t> offsets;
+  uint64_t offset = 0;
+  for (const TensorView& tensor : module.tensors) {
+    offsets.push_back(offset);
+    std::fwrite(tensor.data, 1, tensor.size, file);
+    offset += tensor.size;
+  }
+  std::fclose(file);
+  const auto mapping = MappedFile::open(path);
+  std::remove(path);
+  std::vector<TensorView> mapped = module.tensors;
+  for (size_t i = 0; i < mapped.size(); ++i) {
+    mapped[i].data = mapping->data() + offsets[i];
+    mapped[i].mapping = mapping.get();
+  }
+  int failures = 0;
+  const int64_t rows = module.rows, cols = module.cols, m = 9;
+  std::vector<float> x(m * cols);
+  for (int64_t k = 0; k < m * cols; ++k) x[k] = std::sin(0.37f * static_cast<float>(k));
+  cpu::ThreadPool pool(2);
+  const cpu::LinearWeight from_file = cpu::pack_linear(module.scheme, rows, cols, mapped, level);
+  const cpu::LinearWeight from_memory = cpu::pack_linear(module.scheme, rows, cols, module.tensors, level);
+  for (int64_t tokens : {int64_t{1}, m}) {
+    std::vector<float> a(tokens * rows), b(tokens * rows);
+    cpu::linear(from_file, x.data(), tokens, a.data(), pool);
+    cpu::linear(from_memory, x.data(), tokens, b.data(), pool);
+    if (std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0) {
+      ++failures;
+      std::printf("FAIL %s: y of %lld tokens differs from packing the same tensors in memory\n", where.c_str(),
+                  static_cast<long long>(tokens));
+    }
+  }
+  for (size_t i = 0; i < mapped.size(); ++i) {
+    if (std::memcmp(mapped[i].data, module.tensors[i].data, mapped[i].size) != 0) {
+      ++failures;
+      std::printf("FAIL %s: tensor %zu's mapped bytes changed after packing released them\n", where.c_str(), i);
+    }
+  }
+  try {
+    mapping->release(module.tensors[0].data, 16);  // not in the mapping
+    ++failures;
+    std::printf("FAIL %s: MappedFile::release accepted a range outside the mapping\n", where.c_str());
+  } catch (const std::out_of_range&) {
+  }
+  return failures;
 }
 
 }  // namespace
@@ -164,7 +243,9 @@ int main() {
       for (int64_t rows : {1, 3, 5, 17, 64}) {
         for (int64_t cols : col_choices) {
           const RandomModule module = random_module(name, rows, cols, rng);
-          for (int64_t m : {1, 2, 3, 8, 11}) {
+          std::vector<int64_t> token_counts = {1, 2, 3, 8, 11};
+          if (g > 1) token_counts.insert(token_counts.end(), {9, 17, 33});
+          for (int64_t m : token_counts) {
             for (int threads : {1, 3}) {
               if (threads > 1 && rows < 17) continue;
               check(module, m, threads, level, rng, result);
@@ -172,6 +253,11 @@ int main() {
           }
         }
       }
+    }
+    std::mt19937 file_rng(99);
+    for (const char* name : {"q4_g32", "q3_g128"}) {
+      const int failed = check_mapped_file(random_module(name, 67, 1024, file_rng), level);
+      ++result.cases, result.failures += failed;
     }
     std::printf("%-10s %d cases, %d failed, largest error / scale %.3g\n", cpu::kernel_level_name(level),
                 result.cases, result.failures, result.worst);

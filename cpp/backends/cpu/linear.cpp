@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "awq_edge/fp16.h"
+#include "awq_edge/mapped_file.h"
 #include "linear.h"
 #include "linear_layout.h"
 #include "thread_pool.h"
@@ -186,7 +187,15 @@ LinearWeight pack_linear(const Scheme& scheme, int64_t rows, int64_t cols, const
       break;
   }
 #if AWQ_EDGE_WITH_NEON
-  if (is_neon_level(level)) pack_neon(weight, *layout);
+  if (is_neon_level(level)) {
+    pack_neon(weight, *layout);
+    // Grouped weights are now copies: the file's pages of the module need not stay resident.
+    if (scheme.kind == Scheme::Kind::Grouped) {
+      for (const TensorView& tensor : tensors) {
+        if (tensor.mapping != nullptr) tensor.mapping->release(tensor.data, tensor.size);
+      }
+    }
+  }
 #endif
   weight.layout = std::move(layout);
   return weight;
@@ -205,6 +214,9 @@ void dequantize_row(const LinearWeight& weight, int64_t row, float* out) {
       return;
     }
     case Scheme::Kind::Grouped: {
+#if AWQ_EDGE_WITH_NEON
+      if (is_neon_level(weight.level)) return dequantize_row_neon_grouped(weight, row, out);
+#endif
       const int bits = weight.scheme.bits;
       const int64_t group_size = weight.scheme.group_size;
       const int64_t groups = cols / group_size;

@@ -15,6 +15,11 @@
 //                                    q4: none (nibble_weights() is qweight itself); q3 at every
 //                                    level but Reference: the 3-bit values widened to 4 bits at
 //                                    pack time.
+//
+// The NEON levels instead copy grouped weights into their own layout (neon/linear_neon.cpp's
+// opening comment): the nibbles of each 4 rows interleaved 16 bytes at a time (chunks), scales
+// and zero points interleaved by 4 rows; qweight and scales are then nullptr, zeros and nibbles
+// empty, and pack_linear releases the file's pages of the module.
 #pragma once
 
 #include <algorithm>
@@ -34,8 +39,15 @@ struct LinearWeight::Layout {
   const uint16_t* scales = nullptr;
   std::vector<uint8_t> zeros;
   std::vector<uint32_t> nibbles;
-  // NEON levels, grouped schemes: scales and zeros again, interleaved by 4 rows, (ceil(N/4), K/g, 4),
-  // padding rows 0, so the 4 rows a kernel computes read their group's values in one load.
+  // NEON levels, grouped schemes. The q4 nibbles of rows 4b .. 4b+3, columns 32c .. 32c+31 are
+  // chunks[b * K/32 + c] (row r in bytes 16r .. 16r+15, the q4 byte order), padding rows 0: a
+  // kernel reads its 4 rows as one stream, one 64-byte load (a cache line) a 32-column step.
+  struct alignas(64) NibbleChunk {
+    uint8_t bytes[64];
+  };
+  std::vector<NibbleChunk> chunks;  // (ceil(N/4), K/32) chunks of (4 rows, 16 bytes)
+  // Scales and zeros interleaved by 4 rows, (ceil(N/4), K/g, 4), padding rows 0, so the 4 rows a
+  // kernel computes read their group's values in one load.
   std::vector<uint16_t> scales_by4;
   std::vector<uint8_t> zeros_by4;
 
@@ -54,8 +66,9 @@ inline uint32_t read_packed(const uint32_t* row_words, int64_t index, int bits) 
 }
 
 #if AWQ_EDGE_WITH_NEON
-// neon/linear_neon.cpp: whether this CPU runs a NEON level; the NEON part of packing (scales_by4,
-// zeros_by4); y (m, N) = x (m, K) W^T for a weight packed at a NEON level.
+// neon/linear_neon.cpp: whether this CPU runs a NEON level; the NEON part of packing (grouped
+// schemes: chunks, scales_by4, zeros_by4 copied from the file's layout, which is then dropped);
+// y (m, N) = x (m, K) W^T and dequantize_row for a weight packed at a NEON level.
 inline bool is_neon_level(KernelLevel level) {
   return level == KernelLevel::NeonFp32 || level == KernelLevel::NeonFp16 || level == KernelLevel::NeonDot ||
          level == KernelLevel::NeonI8mm;
@@ -63,6 +76,7 @@ inline bool is_neon_level(KernelLevel level) {
 bool neon_level_supported(KernelLevel level);
 void pack_neon(const LinearWeight& weight, LinearWeight::Layout& layout);
 void linear_neon(const LinearWeight& weight, const float* x, int64_t m, float* y, ThreadPool& pool);
+void dequantize_row_neon_grouped(const LinearWeight& weight, int64_t row, float* out);  // natural order
 #endif
 
 #if AWQ_EDGE_CPU_AVX2

@@ -22,6 +22,13 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
 
+  // For owners that copied bytes out of the mapping (a backend that repacks weights): the pages
+  // wholly inside [begin, begin + bytes) leave this process's resident memory (madvise
+  // MADV_DONTNEED), so that the file's copy and the owner's do not both stay resident. The bytes
+  // are unchanged: a page touched again is read from the file again. Throws std::out_of_range
+  // when the range is not inside the mapping, std::system_error when madvise fails.
+  void release(const void* begin, uint64_t bytes) const;
+
  private:
   MappedFile(const uint8_t* data, uint64_t size) : data_(data), size_(size) {}
 

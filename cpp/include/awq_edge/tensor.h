@@ -11,6 +11,8 @@
 
 namespace awq_edge {
 
+class MappedFile;  // mapped_file.h
+
 // The directory's dtype codes; values are part of the file format.
 enum class DType : uint32_t {
   F32 = 0,   // IEEE binary32
@@ -52,6 +54,9 @@ struct TensorView {
   DType dtype = DType::F32;
   Shape shape;
   uint64_t size = 0;  // bytes = shape.numel() * dtype_size(dtype)
+  // The file mapping the bytes lie in (ModelFile's views), nullptr for other memory: an owner
+  // that copies them out may release the pages (MappedFile::release).
+  const MappedFile* mapping = nullptr;
 
   template <typename T>
   const T* as() const { return static_cast<const T*>(data); }
