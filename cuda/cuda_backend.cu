@@ -4,7 +4,7 @@
 //   activations  fp32 (rows, cols), row stride = cols; views share the allocation
 //   weights      q4/q3 grouped: repacked at upload into the fragment layout (q4_layout.h);
 //                f16 / q8_row: copied as stored (row-major). The file's host pages of a weight are
-//                released after its upload (madvise DONTNEED on Linux), so that on Jetson, where
+//                released after its upload (MappedFile::release), so that on Jetson, where
 //                CPU and GPU share DRAM, the weights are not held twice.
 //   KV cache     fp16, per layer K and V of (capacity, nkv*D)
 //   rope tables  fp32 cos and sin (capacity, D/2), computed on the host as the CPU backend does
@@ -23,12 +23,8 @@
 
 #include <cuda_runtime.h>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
-
 #include "awq_edge/fp16.h"
+#include "awq_edge/mapped_file.h"
 #include "kernels.h"
 #include "tuning.h"
 #include "weight_packing.h"
@@ -67,19 +63,6 @@ std::shared_ptr<void> device_copy(const void* host, size_t bytes, const std::str
   std::shared_ptr<void> memory = device_zeros(bytes, what);
   check(cudaMemcpy(memory.get(), host, bytes, cudaMemcpyHostToDevice), "copying " + what + " to the GPU");
   return memory;
-}
-
-// Drops the host pages of a read-only file mapping range after its upload (re-read from the file
-// if touched again). Only whole pages inside the range.
-void release_host_pages(const TensorView& tensor) {
-#if defined(__linux__)
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(tensor.data) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(tensor.data) + tensor.size) / page * page;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advisory: errors ignored
-#else
-  (void)tensor;
-#endif
 }
 
 Matrix matrix(const Activation& a) { return Matrix{static_cast<float*>(a.data), a.rows, a.cols, a.row_stride}; }
@@ -230,7 +213,10 @@ class CudaBackend final : public Backend {
         linear->memory.push_back(scales);
       }
     }
-    for (const TensorView& tensor : tensors) release_host_pages(tensor);
+    // the file's pages of this module are not needed again (on Jetson: not held twice in the shared DRAM)
+    for (const TensorView& tensor : tensors) {
+      if (tensor.mapping != nullptr) tensor.mapping->release(tensor.data, tensor.size);
+    }
     return linear;
   }
 
