@@ -5,7 +5,9 @@
 //   available(name) -> (bool, reason)       whether `name` can run on this machine, and why not
 //   Linear(backend, scheme, rows, cols, tensors, kernels="auto", threads=1)
 //       one weight uploaded to a backend through backend.h, then layer(x) -> y (m, N) float32 and
-//       layer.time(x, repeats) -> seconds per call (the backend's queue drained once at the end)
+//       layer.time(x, repeats, copies=1) -> seconds per call (the backend's queue drained once at the
+//       end); copies > 1 uploads the weight that many times and cycles through them, so that the
+//       calls read it from memory rather than from a cache larger than one copy
 //
 // tensors are the module's numpy arrays in FORMAT.md order, as for cpu_kernels.LinearLayer.
 #include <chrono>
@@ -65,18 +67,16 @@ class BackendLinear {
     options.kernels = kernels;
     options.threads = threads;
     backend_ = create_backend(backend, options);
-    std::vector<TensorView> views;
     for (const InputArray& array : tensors_) {
       std::vector<uint64_t> shape;
       for (size_t axis = 0; axis < array.ndim(); ++axis) shape.push_back(array.shape(axis));
-      views.push_back(view_of(array.data(), dtype_of(array), shape));
+      views_.push_back(view_of(array.data(), dtype_of(array), shape));
     }
-    Module module;
-    module.name = "test";
-    module.scheme = *parsed;
-    module.rows = static_cast<uint64_t>(rows);
-    module.cols = static_cast<uint64_t>(cols);
-    weight_ = backend_->upload_linear(module, views);
+    module_.name = "test";
+    module_.scheme = *parsed;
+    module_.rows = static_cast<uint64_t>(rows);
+    module_.cols = static_cast<uint64_t>(cols);
+    weight_ = backend_->upload_linear(module_, views_);
   }
 
   nb::ndarray<nb::numpy, float, nb::ndim<2>> operator()(const Matrix& x) {
@@ -92,17 +92,23 @@ class BackendLinear {
     return {y, {static_cast<size_t>(m), static_cast<size_t>(weight_->rows())}, owner};
   }
 
-  double time(const Matrix& x, int repeats) {
-    if (repeats < 1) throw std::invalid_argument("[backends.Linear] repeats must be >= 1");
+  double time(const Matrix& x, int repeats, int copies) {
+    if (repeats < 1 || copies < 1) throw std::invalid_argument("[backends.Linear] repeats and copies must be >= 1");
     const int64_t m = check_x(x);
+    std::vector<std::unique_ptr<LinearWeights>> extra;
+    for (int c = 1; c < copies; ++c) extra.push_back(backend_->upload_linear(module_, views_));
+    std::vector<const LinearWeights*> weights{weight_.get()};
+    for (const auto& w : extra) weights.push_back(w.get());
     nb::gil_scoped_release release;
     Activation input = upload(x), output = backend_->allocate(m, weight_->rows());
-    backend_->linear(*weight_, input, nullptr, output);  // warm-up: first-touch costs are not timed
+    for (const LinearWeights* w : weights) backend_->linear(*w, input, nullptr, output);  // warm-up, not timed
     backend_->synchronize();
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < repeats; ++i) backend_->linear(*weight_, input, nullptr, output);
+    for (int i = 0; i < repeats; ++i) {
+      for (const LinearWeights* w : weights) backend_->linear(*w, input, nullptr, output);
+    }
     backend_->synchronize();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / repeats;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / (repeats * copies);
   }
 
   std::string description() const { return backend_->description(); }
@@ -127,6 +133,8 @@ class BackendLinear {
   }
 
   std::vector<InputArray> tensors_;
+  std::vector<TensorView> views_;  // into tensors_ (numpy memory: never released by a backend)
+  Module module_;
   std::shared_ptr<Backend> backend_;
   std::unique_ptr<LinearWeights> weight_;
 };
@@ -149,7 +157,8 @@ void bind_backends(nb::module_& parent) {
                     const std::string&, int>(),
            "backend"_a, "scheme"_a, "rows"_a, "cols"_a, "tensors"_a, "kernels"_a = "auto", "threads"_a = 1)
       .def("__call__", &BackendLinear::operator(), "x"_a, "y (m, N) = x (m, K) W^T, float32.")
-      .def("time", &BackendLinear::time, "x"_a, "repeats"_a, "Seconds per call, timed in C++.")
+      .def("time", &BackendLinear::time, "x"_a, "repeats"_a, "copies"_a = 1,
+           "Seconds per call, timed in C++; copies > 1 cycles through that many uploads of the weight.")
       .def_prop_ro("description", &BackendLinear::description);
 }
 

@@ -1,0 +1,222 @@
+"""Benchmark of the CUDA backend (issue 4's evidence), on the GPU at hand, in one run:
+
+  linear   the q4 matrix-vector kernel (decode, 1 token) on LLaMA-2-7B / LLaMA-3-8B layer shapes:
+           weight bytes read per second against the device's measured copy bandwidth (torch,
+           device-to-device copy of 1 GiB: 2 bytes moved per byte copied). The weight is uploaded
+           several times and the calls cycle through the copies, so it comes from memory, not L2.
+  decode   tokens/s of a LLaMA-2-7B-shaped model with random weights (tools/random_model.py; speed
+           does not depend on the values) at contexts 128 and 2048, against Hugging Face
+           transformers in fp16 on the same GPU in the same run, and against the roofline:
+           bytes read per token (weights + KV cache) / measured copy bandwidth.
+  prefill  tokens/s of a 512-token prompt, against transformers fp16.
+
+    python tools/bench_cuda.py [--parts linear decode prefill] [--shape llama2-7b] [--model-dir DIR]
+
+Prints a markdown table per part with the GPU, driver, date and command, for docs/BENCHMARKS.md.
+`--backend cpu --device cpu --shape tiny` runs the same code on a CPU (a check of the script, not
+a benchmark). Needs torch with CUDA and transformers for the baselines.
+"""
+import argparse
+import datetime
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from random_model import SHAPES, write_random_model  # noqa: E402
+
+LINEAR_SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 14336), (1024, 4096)]  # (N, K)
+
+
+def machine_line(device: str) -> str:
+    import torch
+    if device == "cuda":
+        name = torch.cuda.get_device_name(0)
+        try:
+            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                    capture_output=True, text=True).stdout.strip()
+        except OSError:
+            driver = "unknown"
+        return f"{name}, driver {driver}, torch {torch.__version__} (CUDA {torch.version.cuda})"
+    return f"CPU ({device}), torch {torch.__version__}"
+
+
+def synchronize(device: str):
+    import torch
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def copy_bandwidth(device: str, gib: float = 1.0) -> float:
+    """Bytes per second moved by a device-to-device copy (read + write)."""
+    import torch
+    n = int(gib * 2**30)
+    a = torch.empty(n, dtype=torch.uint8, device=device)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    synchronize(device)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        b.copy_(a)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n / best
+
+
+def random_q4(rows: int, cols: int, group: int, rng):
+    from awq_edge.awqe.schemes import encode_grouped
+    q = rng.integers(0, 16, size=(rows, cols))
+    zeros = rng.integers(0, 16, size=(rows, cols // group))
+    scales = rng.uniform(0.001, 0.05, size=(rows, cols // group))
+    return list(encode_grouped("m", q, scales, zeros, 4).values())
+
+
+def bench_linear(args, bandwidth: float):
+    from awq_edge._awq_edge import backends
+    rng = np.random.default_rng(0)
+    print("\n| layer (N x K) | q4 g128 MiB | us per call | GB/s | % of copy bandwidth |")
+    print("|---|---|---|---|---|")
+    for rows, cols in LINEAR_SHAPES:
+        layer = backends.Linear(args.backend, "q4_g128", rows, cols, random_q4(rows, cols, 128, rng))
+        weight_bytes = rows * cols // 2 + rows * (cols // 128) * 3  # nibbles + fp16 scale + u8 zero per group
+        copies = max(1, int(4 * args.cache_mib * 2**20 // weight_bytes) + 1)  # 4x the last-level cache
+        x = rng.standard_normal((1, cols)).astype(np.float32)
+        seconds = min(layer.time(x, args.repeats, copies) for _ in range(3))
+        rate = weight_bytes / seconds
+        print(f"| {rows} x {cols} | {weight_bytes / 2**20:.1f} | {seconds * 1e6:.1f} | {rate / 1e9:.1f} | "
+              f"{100 * rate / bandwidth:.0f} % |")
+
+
+def model_bytes_per_token(config: dict, path: Path, context: int) -> int:
+    """Weights read for one token (the whole file minus the embedding table, plus one embedding row)
+    and the KV cache read by attention at this context (fp16)."""
+    from awq_edge.model_file import ModelFile
+    entries = ModelFile(str(path), verify_checksums=False).tensors()
+    total = sum(e["size"] for e in entries)
+    embed = sum(e["size"] for e in entries if e["name"].startswith("embed."))
+    kv_dim = config["num_key_value_heads"] * (config["hidden_size"] // config["num_attention_heads"])
+    kv = 2 * config["num_hidden_layers"] * context * kv_dim * 2
+    return total - embed + embed // config["vocab_size"] + kv
+
+
+def transformers_model(shape: str, device: str):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    config = LlamaConfig(**SHAPES[shape], tie_word_embeddings=False)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(dtype)
+    return model.eval()
+
+
+def hf_decode_rate(model, device: str, context: int, steps: int) -> float:
+    import torch
+    ids = torch.randint(0, model.config.vocab_size, (1, context), device=device)
+    with torch.no_grad():
+        out = model(ids, use_cache=True)
+        past, token = out.past_key_values, ids[:, -1:]
+        for _ in range(3):  # warm-up
+            out = model(token, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = model(token, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            token = out.logits[:, -1:].argmax(-1)
+        synchronize(device)
+    return steps / (time.perf_counter() - start)
+
+
+def hf_prefill_rate(model, device: str, tokens: int) -> float:
+    import torch
+    ids = torch.randint(0, model.config.vocab_size, (1, tokens), device=device)
+    with torch.no_grad():
+        model(ids)
+        synchronize(device)
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            model(ids)
+            synchronize(device)
+            best = min(best, time.perf_counter() - start)
+    return tokens / best
+
+
+def awq_decode_rate(generator, context: int, steps: int) -> float:
+    generator.reset()
+    rng = np.random.default_rng(context)
+    ids = rng.integers(0, 256, context).tolist()
+    generator.logits(ids)
+    generator.logits([ids[-1]])  # warm-up step
+    start = time.perf_counter()
+    for i in range(steps):
+        generator.logits([int(ids[i % context])])
+    return steps / (time.perf_counter() - start)
+
+
+def awq_prefill_rate(generator, tokens: int) -> float:
+    ids = np.random.default_rng(tokens).integers(0, 256, tokens).tolist()
+    best = float("inf")
+    for _ in range(3):
+        generator.reset()
+        start = time.perf_counter()
+        generator.logits(ids)
+        best = min(best, time.perf_counter() - start)
+    return tokens / best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=["linear", "decode", "prefill"],
+                        choices=["linear", "decode", "prefill"])
+    parser.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES))
+    parser.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "awq_edge" / "bench")
+    parser.add_argument("--backend", default="cuda")
+    parser.add_argument("--device", default="cuda", help="torch device of the baselines")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--cache-mib", type=float, default=64, help="last-level cache to defeat (H100: 50)")
+    parser.add_argument("--steps", type=int, default=64, help="decode steps timed")
+    parser.add_argument("--contexts", type=int, nargs="+", default=[128, 2048])
+    parser.add_argument("--prompt-tokens", type=int, default=512)
+    args = parser.parse_args()
+
+    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_line(args.device)}")
+    print(f"command: python {' '.join(shlex.quote(a) for a in sys.argv)}")
+    bandwidth = copy_bandwidth(args.device)
+    print(f"measured copy bandwidth: {bandwidth / 1e9:.0f} GB/s")
+    if "linear" in args.parts:
+        bench_linear(args, bandwidth)
+    if {"decode", "prefill"} & set(args.parts):
+        from awq_edge.generator import Generator
+        args.model_dir.mkdir(parents=True, exist_ok=True)
+        path = args.model_dir / f"random-{args.shape}-q4_g128.awqe"
+        if not path.exists():
+            write_random_model(path, args.shape, "q4_g128", "f16")
+        generator = Generator(str(path), backend=args.backend, max_context=max(args.contexts + [args.prompt_tokens]) + 16)
+        print(f"\nawq_edge on {generator.backend}; {path.name} ({path.stat().st_size / 2**30:.2f} GiB)")
+        model = transformers_model(args.shape, args.device)
+        config = SHAPES[args.shape]
+        if "decode" in args.parts:
+            print("\n| context | awq_edge tok/s | transformers fp16 tok/s | ratio | roofline tok/s | % of roofline |")
+            print("|---|---|---|---|---|---|")
+            for context in args.contexts:
+                ours = awq_decode_rate(generator, context, args.steps)
+                theirs = hf_decode_rate(model, args.device, context, args.steps)
+                roofline = bandwidth / model_bytes_per_token(config, path, context)
+                print(f"| {context} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x | {roofline:.1f} | "
+                      f"{100 * ours / roofline:.0f} % |")
+        if "prefill" in args.parts:
+            ours = awq_prefill_rate(generator, args.prompt_tokens)
+            theirs = hf_prefill_rate(model, args.device, args.prompt_tokens)
+            print(f"\n| prefill {args.prompt_tokens} tokens | awq_edge {ours:.0f} tok/s | transformers fp16 "
+                  f"{theirs:.0f} tok/s | ratio {ours / theirs:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

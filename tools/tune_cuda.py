@@ -1,0 +1,109 @@
+"""Measure the CUDA kernels' launch configurations on the GPU at hand and print its tuning-table entry
+for cuda/tuning.cpp (kTable), replacing an unmeasured one.
+
+Each candidate is applied through AWQ_EDGE_CUDA_TUNING (read when a backend is created) and timed:
+  gemv_max_warps x gemv_warps_per_sm   q4 matrix-vector, 1 token, on the LLaMA-2-7B / LLaMA-3-8B layer
+                                       shapes (sum of the times; weights cycled through copies so they
+                                       come from memory)
+  gemm_warps                           q4 matrix-matrix, 128 tokens, same shapes
+  attention_blocks_per_sm              decode steps of a random LLaMA-2-7B-shaped model at context 2048
+                                       (tools/random_model.py), skipped with --no-attention
+
+    python tools/tune_cuda.py [--no-attention] [--model-dir DIR]
+
+`--backend cpu` runs the timing loops on the CPU backend (which ignores the settings): a check of
+the script only.
+"""
+import argparse
+import itertools
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cuda import LINEAR_SHAPES, random_q4  # noqa: E402
+from random_model import write_random_model  # noqa: E402
+
+
+def with_tuning(text: str):
+    os.environ["AWQ_EDGE_CUDA_TUNING"] = text
+
+
+def time_linear(backend: str, layers: dict, tokens: int, repeats: int, copies: int) -> float:
+    from awq_edge._awq_edge import backends
+    total = 0.0
+    rng = np.random.default_rng(tokens)
+    for (rows, cols), tensors in layers.items():
+        layer = backends.Linear(backend, "q4_g128", rows, cols, tensors)
+        x = rng.standard_normal((tokens, cols)).astype(np.float32)
+        total += min(layer.time(x, repeats, copies) for _ in range(3))
+    return total
+
+
+def time_decode(backend: str, path: Path, context: int, steps: int) -> float:
+    from awq_edge.generator import Generator
+    generator = Generator(str(path), backend=backend, max_context=context + steps + 8)
+    ids = np.random.default_rng(0).integers(0, 256, context).tolist()
+    generator.logits(ids)
+    start = time.perf_counter()
+    for i in range(steps):
+        generator.logits([ids[i]])
+    return (time.perf_counter() - start) / steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="cuda")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--copies", type=int, default=8)
+    parser.add_argument("--no-attention", action="store_true")
+    parser.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "awq_edge" / "bench")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    layers = {(rows, cols): random_q4(rows, cols, 128, rng) for rows, cols in LINEAR_SHAPES}
+    best = {}
+
+    results = []
+    for max_warps, per_sm in itertools.product([1, 2, 4, 8], [8, 16, 24, 32]):
+        with_tuning(f"gemv_max_warps={max_warps},gemv_warps_per_sm={per_sm}")
+        results.append((time_linear(args.backend, layers, 1, args.repeats, args.copies), max_warps, per_sm))
+        print(f"gemv_max_warps={max_warps} gemv_warps_per_sm={per_sm}: {results[-1][0] * 1e6:.1f} us", file=sys.stderr)
+    _, best["gemv_max_warps"], best["gemv_warps_per_sm"] = min(results)
+
+    results = []
+    for warps in [1, 2, 3, 4]:
+        with_tuning(f"gemm_warps={warps}")
+        results.append((time_linear(args.backend, layers, 128, max(2, args.repeats // 5), 1), warps))
+        print(f"gemm_warps={warps}: {results[-1][0] * 1e3:.2f} ms", file=sys.stderr)
+    _, best["gemm_warps"] = min(results)
+
+    best["attention_blocks_per_sm"] = 4
+    if not args.no_attention:
+        args.model_dir.mkdir(parents=True, exist_ok=True)
+        path = args.model_dir / "random-llama2-7b-q4_g128.awqe"
+        if not path.exists():
+            write_random_model(path, "llama2-7b", "q4_g128", "f16")
+        results = []
+        for blocks in [1, 2, 4, 8, 16]:
+            with_tuning(f"attention_blocks_per_sm={blocks}")
+            results.append((time_decode(args.backend, path, 2048, 32), blocks))
+            print(f"attention_blocks_per_sm={blocks}: {results[-1][0] * 1e3:.2f} ms per token", file=sys.stderr)
+        _, best["attention_blocks_per_sm"] = min(results)
+    os.environ.pop("AWQ_EDGE_CUDA_TUNING", None)
+
+    name, major, minor, sms = "this CPU (script check)", 0, 0, 0
+    if args.backend == "cuda":
+        import torch
+        props = torch.cuda.get_device_properties(0)
+        name, major, minor, sms = props.name, props.major, props.minor, props.multi_processor_count
+    print(f'    {{"{name}", {major}, {minor}, {sms}, {sms}, true, '
+          f'{{{best["gemv_max_warps"]}, {best["gemv_warps_per_sm"]}, {best["gemm_warps"]}, '
+          f'{best["attention_blocks_per_sm"]}}}}},')
+
+
+if __name__ == "__main__":
+    main()
