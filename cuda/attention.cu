@@ -26,7 +26,7 @@ constexpr int kWarps = 4;
 constexpr int kHeadsPerBlock = 8;
 
 template <int E>
-__global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArguments a, int head_chunks, int64_t span) {
+__global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArguments a, int head_chunks) {
   __shared__ float warp_max[kWarps][kHeadsPerBlock], warp_sum[kWarps][kHeadsPerBlock];
   __shared__ float warp_acc[kWarps][kHeadsPerBlock][E * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -35,7 +35,10 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArgumen
   const int D = a.head_dim, group = a.n_heads / a.n_kv_heads;
   const int first_head = kv_head * group + chunk * kHeadsPerBlock;
   const int heads = min(kHeadsPerBlock, group - chunk * kHeadsPerBlock);
-  const int64_t length = a.first_position + token + 1;
+  const int64_t first_position = *a.first_position;
+  const int64_t length = first_position + token + 1;
+  const int64_t longest = first_position + a.q.rows;            // the last token's length
+  const int64_t span = (longest + a.splits - 1) / a.splits;     // positions per split
   const int64_t begin = split * span, end = min(length, begin + span);
   const int64_t kv_stride = static_cast<int64_t>(a.n_kv_heads) * D;
 
@@ -133,16 +136,14 @@ void attention(const AttentionArguments& a, cudaStream_t stream) {
                                 " is not supported (even, at most " + std::to_string(kMaxHeadDim) + ")");
   }
   const int64_t n = a.q.rows;
-  const int64_t longest = a.first_position + n;
-  const int64_t span = (longest + a.splits - 1) / a.splits;
   const int group = a.n_heads / a.n_kv_heads;
   const int head_chunks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
   const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n_kv_heads * head_chunks),
                   static_cast<unsigned>(n));
-  if (a.head_dim <= 32) attention_kernel<1><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks, span);
-  else if (a.head_dim <= 64) attention_kernel<2><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks, span);
-  else if (a.head_dim <= 128) attention_kernel<4><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks, span);
-  else attention_kernel<8><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks, span);
+  if (a.head_dim <= 32) attention_kernel<1><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks);
+  else if (a.head_dim <= 64) attention_kernel<2><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks);
+  else if (a.head_dim <= 128) attention_kernel<4><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks);
+  else attention_kernel<8><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks);
   check_launch("attention");
   combine_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(a.n_heads)), 128, 0, stream>>>(a);
   check_launch("attention combine");

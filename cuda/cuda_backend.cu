@@ -13,12 +13,23 @@
 //
 // Execution: every operation is enqueued on one stream and returns at once; read_logits and
 // synchronize wait. Launch configurations come from tuning.h.
+//
+// Decode steps as CUDA graphs (Backend::begin_step / end_step): the position-dependent kernels
+// read the position, and the embedding the token ids, from a small device buffer written at the
+// start of each step, so a step's launches do not depend on them. A single-token step of a given
+// shape (key: tokens, logit rows, attention splits) runs eagerly the first time, is recorded
+// (stream capture) the second time, and is replayed with one cudaGraphLaunch from then on. Any
+// scratch buffer that moves invalidates the recordings. AWQ_EDGE_CUDA_GRAPHS=0 turns them off.
 #include "cuda_backend.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -120,24 +131,47 @@ class CudaRopeTable final : public RopeTable {
   std::shared_ptr<void> cos_, sin_;
 };
 
-// A grow-only device buffer.
+// A grow-only device buffer. Growing frees the old memory (cudaFree waits until the GPU no longer
+// uses it) and bumps the generation, which tells the backend that recorded steps point at freed
+// memory. It must not happen while a step is being recorded (capture_active).
 class Scratch {
  public:
-  explicit Scratch(std::string what) : what_(std::move(what)) {}
+  Scratch(std::string what, const bool* capture_active) : what_(std::move(what)), capture_active_(capture_active) {}
   void* at_least(size_t bytes) {
     if (bytes > bytes_) {
-      memory_.reset();  // cudaFree waits until the GPU no longer uses it
+      if (*capture_active_) {
+        throw std::logic_error("[cuda] " + what_ + " would grow while a step is being recorded");
+      }
+      memory_.reset();
       memory_ = device_zeros(bytes, what_);
       bytes_ = bytes;
+      ++generation_;
     }
     return memory_.get();
   }
+  uint64_t generation() const { return generation_; }
 
  private:
   std::string what_;
+  const bool* capture_active_;
   std::shared_ptr<void> memory_;
   size_t bytes_ = 0;
+  uint64_t generation_ = 0;
 };
+
+// What identifies a recorded step: the same shape issues the same launches.
+struct StepKey {
+  int64_t tokens, logit_rows;
+  int attention_splits;
+  bool operator<(const StepKey& o) const {
+    return std::tie(tokens, logit_rows, attention_splits) < std::tie(o.tokens, o.logit_rows, o.attention_splits);
+  }
+};
+
+bool graphs_wanted() {
+  const char* text = std::getenv("AWQ_EDGE_CUDA_GRAPHS");
+  return text == nullptr || std::string(text) != "0";
+}
 
 class CudaBackend final : public Backend {
  public:
@@ -148,14 +182,17 @@ class CudaBackend final : public Backend {
     config_ = tuned_config(prop_.major, prop_.minor, prop_.multiProcessorCount, &tuning_source_);
   }
   ~CudaBackend() override {
+    abandon_capture();
     cudaStreamSynchronize(stream_);
+    clear_graphs();
     cudaStreamDestroy(stream_);
   }
 
   std::string name() const override { return "cuda"; }
   std::string description() const override {
     return std::string("cuda (") + prop_.name + ", sm_" + std::to_string(prop_.major) + std::to_string(prop_.minor) +
-           ", " + std::to_string(prop_.multiProcessorCount) + " SMs, " + mib(prop_.totalGlobalMem) + "; tuning: " +
+           ", " + std::to_string(prop_.multiProcessorCount) + " SMs, " + mib(prop_.totalGlobalMem) +
+           (graphs_enabled_ ? ", decode steps replayed as CUDA graphs" : ", CUDA graphs off") + "; tuning: " +
            tuning_source_ + ")";
   }
 
@@ -246,10 +283,14 @@ class CudaBackend final : public Backend {
   }
 
   void embed(const LinearWeights& table, const int32_t* tokens, int64_t n, Activation& out) override {
-    auto* device_tokens = static_cast<int32_t*>(tokens_.at_least(static_cast<size_t>(n) * 4));
-    // from pageable memory: returns once the ids are staged, so `tokens` may go away after it
-    check(cudaMemcpyAsync(device_tokens, tokens, static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, stream_),
-          "copying token ids to the GPU");
+    const int32_t* device_tokens = step_tokens_;  // written by begin_step
+    if (!in_step_ || n != step_tokens_count_) {
+      auto* copy = static_cast<int32_t*>(tokens_.at_least(static_cast<size_t>(n) * 4));
+      // from pageable memory: returns once the ids are staged, so `tokens` may go away after it
+      check(cudaMemcpyAsync(copy, tokens, static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, stream_),
+            "copying token ids to the GPU");
+      device_tokens = copy;
+    }
     const auto& t = static_cast<const CudaLinear&>(table);
     const Matrix o = matrix(out.rows_view(0, n));
     if (t.grouped) embed_grouped(t.grouped_weight, device_tokens, o, stream_);
@@ -297,7 +338,7 @@ class CudaBackend final : public Backend {
       throw std::out_of_range("[cuda] rope: positions up to " + std::to_string(first_position + q.rows) +
                               " exceed the table's " + std::to_string(r.positions()));
     }
-    cuda::rope(matrix(q), matrix(k), r.cos(), r.sin(), first_position, static_cast<int>(s.n_heads),
+    cuda::rope(matrix(q), matrix(k), r.cos(), r.sin(), position_on_device(first_position), static_cast<int>(s.n_heads),
                static_cast<int>(s.n_kv_heads), static_cast<int>(s.head_dim), stream_);
   }
 
@@ -308,7 +349,7 @@ class CudaBackend final : public Backend {
       throw std::out_of_range("[cuda] store_kv: positions up to " + std::to_string(first_position + k.rows) +
                               " exceed the cache's " + std::to_string(c.capacity()));
     }
-    cuda::store_kv(matrix(k), matrix(v), c.keys(layer), c.values(layer), first_position, stream_);
+    cuda::store_kv(matrix(k), matrix(v), c.keys(layer), c.values(layer), position_on_device(first_position), stream_);
   }
 
   void attention(const KVCache& cache, int64_t layer, const AttentionShape& s, int64_t first_position,
@@ -319,11 +360,12 @@ class CudaBackend final : public Backend {
     a.cache_v = c.values(layer);
     a.q = matrix(q);
     a.out = matrix(out);
-    a.first_position = first_position;
+    a.first_position = position_on_device(first_position);
     a.n_heads = static_cast<int>(s.n_heads);
     a.n_kv_heads = static_cast<int>(s.n_kv_heads);
     a.head_dim = static_cast<int>(s.head_dim);
     a.scale = s.scale;
+    kv_heads_ = s.n_kv_heads;
     a.splits = attention_splits(config_, q.rows * s.n_kv_heads, first_position + q.rows, prop_.multiProcessorCount);
     a.partial = static_cast<float*>(
         partial_.at_least(static_cast<size_t>(q.rows * s.n_heads * a.splits * (s.head_dim + 2)) * 4));
@@ -338,6 +380,50 @@ class CudaBackend final : public Backend {
   void add(Activation& x, const Activation& y) override {
     same_shape(x, y, "add");
     cuda::add(matrix(x), matrix(y), stream_);
+  }
+
+  bool begin_step(const int32_t* tokens, int64_t n, int64_t first_position, int64_t logit_rows) override {
+    abandon_capture();  // a previous step that failed half way
+    write_step_state(tokens, n, first_position);
+    in_step_ = true;
+    if (!graphs_enabled_ || n != 1 || kv_heads_ == 0) return false;  // kv_heads_: known after one eager step
+    if (scratch_generation() != graphs_generation_) {  // scratch moved: recordings point at freed memory
+      clear_graphs();
+      graphs_generation_ = scratch_generation();
+    }
+    const StepKey key{n, logit_rows, attention_splits(config_, n * kv_heads_, first_position + n, prop_.multiProcessorCount)};
+    if (const auto found = graphs_.find(key); found != graphs_.end()) {
+      replay_ = found->second;
+      return true;
+    }
+    if (seen_.count(key) == 0) {  // first time: run it eagerly, so that every scratch buffer reaches its size
+      seen_.insert(key);
+      return false;
+    }
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "starting to record a decode step");
+    capturing_ = true;
+    capture_key_ = key;
+    return false;
+  }
+
+  void end_step() override {
+    in_step_ = false;
+    if (replay_ != nullptr) {
+      const cudaGraphExec_t graph = replay_;
+      replay_ = nullptr;
+      check(cudaGraphLaunch(graph, stream_), "replaying a recorded decode step");
+      return;
+    }
+    if (!capturing_) return;
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    check(cudaStreamEndCapture(stream_, &graph), "recording a decode step");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(status, "instantiating a recorded decode step");
+    graphs_[capture_key_] = exec;
+    check(cudaGraphLaunch(exec, stream_), "running a recorded decode step");  // recording did not run it
   }
 
   void read_logits(const Activation& x, float* host) override {
@@ -357,12 +443,73 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // The step state on the GPU: the first position (int64) then the step's token ids (int32), copied
+  // from pageable memory (staged by the driver before the call returns, so nothing to keep alive).
+  void write_step_state(const int32_t* tokens, int64_t n, int64_t first_position) {
+    std::vector<uint8_t> host(8 + static_cast<size_t>(n) * 4);
+    std::memcpy(host.data(), &first_position, 8);
+    if (n > 0) std::memcpy(host.data() + 8, tokens, static_cast<size_t>(n) * 4);
+    auto* device = static_cast<uint8_t*>(step_.at_least(std::max<size_t>(host.size(), 8 + 128 * 4)));
+    check(cudaMemcpyAsync(device, host.data(), host.size(), cudaMemcpyHostToDevice, stream_),
+          "copying the step's position and token ids to the GPU");
+    step_position_ = first_position;
+    step_tokens_count_ = n;
+    step_tokens_ = reinterpret_cast<const int32_t*>(device + 8);
+    device_position_ = reinterpret_cast<const int64_t*>(device);
+  }
+
+  // The position as the kernels read it: the step's (recorded steps replay at any position), or
+  // written now for an operation called outside begin_step / end_step.
+  const int64_t* position_on_device(int64_t first_position) {
+    if (!in_step_) write_step_state(nullptr, 0, first_position);
+    else if (first_position != step_position_) {
+      throw std::logic_error("[cuda] an operation at position " + std::to_string(first_position) +
+                             " inside a step that began at " + std::to_string(step_position_));
+    }
+    return device_position_;
+  }
+
+  uint64_t scratch_generation() const {
+    return prepared_.generation() + multipliers_.generation() + tokens_.generation() + partial_.generation() +
+           step_.generation();
+  }
+
+  void clear_graphs() {
+    for (auto& entry : graphs_) cudaGraphExecDestroy(entry.second);
+    graphs_.clear();
+    seen_.clear();
+  }
+
+  // Ends a recording that a failed step left open, throwing the recording away.
+  void abandon_capture() {
+    if (!capturing_) return;
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(stream_, &graph);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();
+  }
+
   cudaDeviceProp prop_{};
   cudaStream_t stream_ = nullptr;
   KernelConfig config_;
   std::string tuning_source_;
-  Scratch prepared_{"prepared activations"}, multipliers_{"activation multipliers"}, tokens_{"token ids"},
-      partial_{"attention partial sums"};
+  bool capturing_ = false;  // a step is being recorded (before the scratch buffers, which watch it)
+  Scratch prepared_{"prepared activations", &capturing_}, multipliers_{"activation multipliers", &capturing_},
+      tokens_{"token ids", &capturing_}, partial_{"attention partial sums", &capturing_}, step_{"step state", &capturing_};
+  // the current step
+  bool in_step_ = false;
+  int64_t step_position_ = 0, step_tokens_count_ = 0;
+  const int32_t* step_tokens_ = nullptr;
+  const int64_t* device_position_ = nullptr;
+  int64_t kv_heads_ = 0;  // from the first attention call; decides the attention splits of a step
+  // recorded decode steps (CUDA graphs)
+  bool graphs_enabled_ = graphs_wanted();
+  std::map<StepKey, cudaGraphExec_t> graphs_;
+  std::set<StepKey> seen_;
+  StepKey capture_key_{};
+  cudaGraphExec_t replay_ = nullptr;
+  uint64_t graphs_generation_ = 0;
 };
 
 }  // namespace

@@ -72,10 +72,10 @@ __global__ void __launch_bounds__(kThreads) rms_norm_kernel(float* x, int64_t x_
 }
 
 __global__ void rope_kernel(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* __restrict__ cos_table,
-                            const float* __restrict__ sin_table, int64_t first_position, int n_heads, int n_kv_heads,
-                            int head_dim) {
+                            const float* __restrict__ sin_table, const int64_t* first_position, int n_heads,
+                            int n_kv_heads, int head_dim) {
   const int half = head_dim / 2;
-  const int64_t token = blockIdx.x, position = first_position + token;
+  const int64_t token = blockIdx.x, position = *first_position + token;
   const float* cos_row = cos_table + position * half;
   const float* sin_row = sin_table + position * half;
   for (int task = threadIdx.x; task < (n_heads + n_kv_heads) * half; task += blockDim.x) {
@@ -89,12 +89,12 @@ __global__ void rope_kernel(float* q, int64_t q_stride, float* k, int64_t k_stri
 }
 
 __global__ void store_kv_kernel(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t rows,
-                                int64_t cols, __half* cache_k, __half* cache_v, int64_t first_position) {
+                                int64_t cols, __half* cache_k, __half* cache_v, const int64_t* first_position) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * cols) return;
-  const int64_t r = i / cols, c = i % cols;
-  cache_k[(first_position + r) * cols + c] = __float2half_rn(k[r * k_stride + c]);
-  cache_v[(first_position + r) * cols + c] = __float2half_rn(v[r * v_stride + c]);
+  const int64_t r = i / cols, c = i % cols, first = *first_position;
+  cache_k[(first + r) * cols + c] = __float2half_rn(k[r * k_stride + c]);
+  cache_v[(first + r) * cols + c] = __float2half_rn(v[r * v_stride + c]);
 }
 
 __global__ void silu_mul_kernel(Matrix gate, Matrix up, Matrix out) {
@@ -134,14 +134,14 @@ void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float e
   check_launch("rms_norm");
 }
 
-void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, int64_t first_position, int n_heads,
-          int n_kv_heads, int head_dim, cudaStream_t stream) {
+void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, const int64_t* first_position,
+          int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream) {
   rope_kernel<<<static_cast<unsigned>(q.rows), kThreads, 0, stream>>>(q.data, q.stride, k.data, k.stride, cos, sin,
                                                                       first_position, n_heads, n_kv_heads, head_dim);
   check_launch("rope");
 }
 
-void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, int64_t first_position,
+void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, const int64_t* first_position,
               cudaStream_t stream) {
   store_kv_kernel<<<element_blocks(k.rows * k.cols), kThreads, 0, stream>>>(
       k.data, k.stride, v.data, v.stride, k.rows, k.cols, reinterpret_cast<__half*>(cache_k),

@@ -62,12 +62,15 @@ void embed_dense(const DenseWeight& table, const int32_t* tokens, const Matrix& 
 void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float eps, const Matrix& out,
               cudaStream_t stream);
 
+// The position-dependent kernels read the first position from device memory (`first_position`,
+// one int64 written before the step), so that a recorded step (CUDA graph) replays at any position.
+
 // Rotates q (n, nh*D) and k (n, nkv*D) in place; cos/sin tables (positions, D/2).
-void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, int64_t first_position,
+void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, const int64_t* first_position,
           int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream);
 
-// cache_k/cache_v: one layer's (capacity, nkv*D) fp16; rows first_position + [0, n).
-void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, int64_t first_position,
+// cache_k/cache_v: one layer's (capacity, nkv*D) fp16; rows *first_position + [0, n).
+void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, const int64_t* first_position,
               cudaStream_t stream);
 
 void silu_mul(const Matrix& gate, const Matrix& up, const Matrix& out, cudaStream_t stream);
@@ -78,10 +81,10 @@ struct AttentionArguments {
   const uint16_t* cache_k = nullptr;  // one layer, (capacity, nkv*D) fp16
   const uint16_t* cache_v = nullptr;
   Matrix q, out;                      // (n, nh*D)
-  int64_t first_position = 0;         // token i attends to positions [0, first_position + i]
+  const int64_t* first_position = nullptr;  // device: token i attends to positions [0, *first_position + i]
   int n_heads = 0, n_kv_heads = 0, head_dim = 0;
   float scale = 1.0f;
-  int splits = 1;                     // the positions are cut into this many slices (flash-decoding)
+  int splits = 1;                     // the positions are cut into this many equal slices (flash-decoding)
   float* partial = nullptr;           // scratch: n * nh * splits * (D + 2) floats
 };
 // Largest head_dim the attention kernel takes.

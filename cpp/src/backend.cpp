@@ -19,6 +19,13 @@ Activation Activation::rows_view(int64_t first, int64_t count) const {
   return view;
 }
 
+bool Backend::begin_step(const int32_t* /*tokens*/, int64_t /*n*/, int64_t /*first_position*/,
+                         int64_t /*logit_rows*/) {
+  return false;
+}
+
+void Backend::end_step() {}
+
 void Backend::add_rms_norm(Activation& x, const Activation& delta, const Activation& weight,
                            float eps, Activation& out) {
   add(x, delta);

@@ -177,35 +177,38 @@ void Model::forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool 
   Activation gated = full.gated.rows_view(0, n);
   const float eps = config_.rms_norm_eps;
 
-  b.embed(*embed_, tokens, n, residual);
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const Layer& layer = layers_[i];
-    const int64_t index = static_cast<int64_t>(i);
-    if (i == 0) b.rms_norm(residual, layer.attn_norm, eps, normed);
-    else b.add_rms_norm(residual, delta, layer.attn_norm, eps, normed);  // previous MLP's output
+  const LinearWeights& head = lm_head_ ? *lm_head_ : *embed_;
+  const int64_t rows = logits == nullptr ? 0 : all_logits ? n : 1;
+  Activation head_input = normed.rows_view(n - std::max<int64_t>(rows, 1), std::max<int64_t>(rows, 1));
+  Activation head_output = full.logits.rows_view(0, std::max<int64_t>(rows, 1));
+  // a backend that recorded this step's shape before replays it (Backend::begin_step)
+  if (!b.begin_step(tokens, n, position_, rows)) {
+    b.embed(*embed_, tokens, n, residual);
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const Layer& layer = layers_[i];
+      const int64_t index = static_cast<int64_t>(i);
+      if (i == 0) b.rms_norm(residual, layer.attn_norm, eps, normed);
+      else b.add_rms_norm(residual, delta, layer.attn_norm, eps, normed);  // previous MLP's output
 
-    b.linear(*layer.q, normed, optional_ptr(layer.q_bias), q);
-    b.linear(*layer.k, normed, optional_ptr(layer.k_bias), k);
-    b.linear(*layer.v, normed, optional_ptr(layer.v_bias), v);
-    b.rope(*rope_, attention_shape_, position_, q, k);
-    b.store_kv(*kv_cache_, index, position_, k, v);
-    b.attention(*kv_cache_, index, attention_shape_, position_, q, attended);
-    b.linear(*layer.o, attended, optional_ptr(layer.o_bias), delta);
+      b.linear(*layer.q, normed, optional_ptr(layer.q_bias), q);
+      b.linear(*layer.k, normed, optional_ptr(layer.k_bias), k);
+      b.linear(*layer.v, normed, optional_ptr(layer.v_bias), v);
+      b.rope(*rope_, attention_shape_, position_, q, k);
+      b.store_kv(*kv_cache_, index, position_, k, v);
+      b.attention(*kv_cache_, index, attention_shape_, position_, q, attended);
+      b.linear(*layer.o, attended, optional_ptr(layer.o_bias), delta);
 
-    b.add_rms_norm(residual, delta, layer.mlp_norm, eps, normed);
-    b.gated_mlp(*layer.gate, *layer.up, optional_ptr(layer.gate_bias), optional_ptr(layer.up_bias),
-                normed, gate, up, gated);
-    b.linear(*layer.down, gated, optional_ptr(layer.down_bias), delta);
+      b.add_rms_norm(residual, delta, layer.mlp_norm, eps, normed);
+      b.gated_mlp(*layer.gate, *layer.up, optional_ptr(layer.gate_bias), optional_ptr(layer.up_bias),
+                  normed, gate, up, gated);
+      b.linear(*layer.down, gated, optional_ptr(layer.down_bias), delta);
+    }
+    b.add_rms_norm(residual, delta, final_norm_, eps, normed);
+    if (rows > 0) b.linear(head, head_input, nullptr, head_output);
   }
-  b.add_rms_norm(residual, delta, final_norm_, eps, normed);
+  b.end_step();
   position_ += n;
   if (logits == nullptr) return;  // a prompt chunk before the last: no LM head needed
-
-  const LinearWeights& head = lm_head_ ? *lm_head_ : *embed_;
-  const int64_t rows = all_logits ? n : 1;
-  Activation head_input = normed.rows_view(n - rows, rows);
-  Activation head_output = full.logits.rows_view(0, rows);
-  b.linear(head, head_input, nullptr, head_output);
   b.read_logits(head_output, logits);
 }
 

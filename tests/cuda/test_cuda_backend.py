@@ -110,3 +110,28 @@ def test_logits_match_transformers(tiny_awqe, kind, prefill_chunk):
     bound = RELATIVE * np.abs(expected).max() + ABSOLUTE
     error = np.abs(got - expected).max()
     assert error <= bound, f"{kind}: max |diff| {error:.3g} > {bound:.3g}"
+
+
+@pytest.mark.gpu
+@gpu_only
+def test_decode_steps_replayed_as_cuda_graphs_give_identical_logits(tiny_awqe, monkeypatch):
+    """Decode steps are recorded on their second occurrence and replayed after (cuda_backend.cu); the
+    replay runs the same kernels with the same launch configurations, so the logits are bitwise those
+    of running every step eagerly (AWQ_EDGE_CUDA_GRAPHS=0), across positions and after a reset."""
+    path = tiny_awqe("llama")
+    ids = np.random.default_rng(3).integers(0, 96, 48).tolist()
+
+    def run():
+        generator = Generator(path, backend="cuda")
+        rows = [generator.logits(ids[:8])] + [generator.logits([t]) for t in ids[8:40]]
+        generator.reset()
+        rows += [generator.logits(ids[:3])] + [generator.logits([t]) for t in ids[40:48]]
+        return generator.backend, rows
+
+    description, recorded = run()
+    assert "CUDA graphs" in description and "off" not in description
+    monkeypatch.setenv("AWQ_EDGE_CUDA_GRAPHS", "0")
+    description, eager = run()
+    assert "CUDA graphs off" in description
+    for step, (a, b) in enumerate(zip(recorded, eager)):
+        assert np.array_equal(a, b), f"step {step}"

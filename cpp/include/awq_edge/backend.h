@@ -124,6 +124,17 @@ class Backend {
   // Waits for all issued work.
   virtual void synchronize() = 0;
 
+  // ------------------------------------------------------------------- recording a step
+  // The decoder brackets the operations of one forward pass (n tokens at first_position, the LM
+  // head applied to the last logit_rows of them, 0 = none) with begin_step and end_step; the
+  // logits are read after end_step. Decode steps of one shape issue identical operations with
+  // only the token ids and the position changing, so a backend may record them once and replay
+  // the recording (CUDA graphs): begin_step returns true when the backend will replay this step
+  // by itself at end_step, and the decoder then issues nothing in between. The default records
+  // nothing and returns false.
+  virtual bool begin_step(const int32_t* tokens, int64_t n, int64_t first_position, int64_t logit_rows);
+  virtual void end_step();
+
   // ------------------------------------------------ composite operations (override to fuse)
   // x += delta; out = rms_norm(x, weight). The residual add fused with the next norm.
   virtual void add_rms_norm(Activation& x, const Activation& delta, const Activation& weight,
