@@ -13,6 +13,7 @@
 //     head (E = ceil(D / 32) per lane); q.k is reduced across the warp with shuffles.
 //     The 4 warps' (max, sum, weighted V) are merged in shared memory and written to
 //     partial[token][head][split] = (D weighted-V sums, max, sum).
+//     With rope tables given, q is rotated as it is read (the rotary embedding fused in).
 //   combine_kernel     grid (n, nh): merges the splits and normalises.
 #include "kernels.h"
 #include "launch_check.h"
@@ -43,6 +44,9 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArgumen
   const int64_t kv_stride = static_cast<int64_t>(a.n_kv_heads) * D;
 
   float q[kHeadsPerBlock][E], acc[kHeadsPerBlock][E], running_max[kHeadsPerBlock], running_sum[kHeadsPerBlock];
+  const int half = D / 2;
+  const float* cos_row = a.rope_cos != nullptr ? a.rope_cos + (first_position + token) * half : nullptr;
+  const float* sin_row = a.rope_sin != nullptr ? a.rope_sin + (first_position + token) * half : nullptr;
 #pragma unroll
   for (int g = 0; g < kHeadsPerBlock; ++g) {
     running_max[g] = -INFINITY;
@@ -50,7 +54,17 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArgumen
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       const int d = lane + 32 * e;
-      q[g][e] = (g < heads && d < D) ? a.q.data[token * a.q.stride + (first_head + g) * D + d] * a.scale : 0.0f;
+      float value = 0.0f;
+      if (g < heads && d < D) {
+        const float* head = a.q.data + token * a.q.stride + (first_head + g) * D;
+        value = head[d];
+        if (cos_row != nullptr) {  // rope fused: rotate pairs (d, d + D/2) as rope_kernel would
+          const int pair = d < half ? d : d - half;
+          value = d < half ? value * cos_row[pair] - head[d + half] * sin_row[pair]
+                           : value * cos_row[pair] + head[d - half] * sin_row[pair];
+        }
+      }
+      q[g][e] = value * a.scale;
       acc[g][e] = 0.0f;
     }
   }

@@ -178,7 +178,9 @@ class CudaBackend final : public Backend {
   CudaBackend() {
     check(cudaSetDevice(0), "selecting GPU 0");
     check(cudaGetDeviceProperties(&prop_, 0), "querying GPU 0");
-    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a CUDA stream");
+    // A blocking stream: it is ordered with the legacy default stream, on which the uploads'
+    // cudaMemcpy and the allocations' cudaMemset run (both may return before they finish).
+    check(cudaStreamCreate(&stream_), "creating a CUDA stream");
     config_ = tuned_config(prop_.major, prop_.minor, prop_.multiProcessorCount, &tuning_source_);
   }
   ~CudaBackend() override {
@@ -349,27 +351,51 @@ class CudaBackend final : public Backend {
       throw std::out_of_range("[cuda] store_kv: positions up to " + std::to_string(first_position + k.rows) +
                               " exceed the cache's " + std::to_string(c.capacity()));
     }
-    cuda::store_kv(matrix(k), matrix(v), c.keys(layer), c.values(layer), position_on_device(first_position), stream_);
+    cuda::store_kv(matrix(k), matrix(v), c.keys(layer), c.values(layer), position_on_device(first_position), nullptr,
+                   nullptr, 0, stream_);
   }
 
   void attention(const KVCache& cache, int64_t layer, const AttentionShape& s, int64_t first_position,
                  const Activation& q, Activation& out) override {
-    const auto& c = static_cast<const CudaKVCache&>(cache);
-    AttentionArguments a;
-    a.cache_k = c.keys(layer);
-    a.cache_v = c.values(layer);
-    a.q = matrix(q);
-    a.out = matrix(out);
-    a.first_position = position_on_device(first_position);
-    a.n_heads = static_cast<int>(s.n_heads);
-    a.n_kv_heads = static_cast<int>(s.n_kv_heads);
-    a.head_dim = static_cast<int>(s.head_dim);
-    a.scale = s.scale;
-    kv_heads_ = s.n_kv_heads;
-    a.splits = attention_splits(config_, q.rows * s.n_kv_heads, first_position + q.rows, prop_.multiProcessorCount);
-    a.partial = static_cast<float*>(
-        partial_.at_least(static_cast<size_t>(q.rows * s.n_heads * a.splits * (s.head_dim + 2)) * 4));
-    cuda::attention(a, stream_);
+    run_attention(cache, layer, s, first_position, q, out, nullptr);
+  }
+
+  // rope fused: k is rotated on its way into the cache and q as attention reads it (no in-place
+  // rotation pass, one launch fewer).
+  void rotary_attention(const RopeTable& table, KVCache& cache, int64_t layer, const AttentionShape& s,
+                        int64_t first_position, Activation& q, Activation& k, const Activation& v,
+                        Activation& out) override {
+    const auto& r = static_cast<const CudaRopeTable&>(table);
+    auto& c = static_cast<CudaKVCache&>(cache);
+    if (first_position + q.rows > std::min(r.positions(), c.capacity())) {
+      throw std::out_of_range("[cuda] rotary_attention: positions up to " + std::to_string(first_position + q.rows) +
+                              " exceed the rope table's " + std::to_string(r.positions()) + " or the cache's " +
+                              std::to_string(c.capacity()));
+    }
+    cuda::store_kv(matrix(k), matrix(v), c.keys(layer), c.values(layer), position_on_device(first_position), r.cos(),
+                   r.sin(), static_cast<int>(s.head_dim), stream_);
+    run_attention(cache, layer, s, first_position, q, out, &r);
+  }
+
+  // out (n, I) = silu(gate) * up in one launch for decode (<= 8 tokens) of grouped weights of one
+  // shape; anything else takes the composite of the base class.
+  void gated_mlp(const LinearWeights& gate_w, const LinearWeights& up_w, const Activation* gate_bias,
+                 const Activation* up_bias, const Activation& x, Activation& gate, Activation& up,
+                 Activation& out) override {
+    const auto& g = static_cast<const CudaLinear&>(gate_w);
+    const auto& u = static_cast<const CudaLinear&>(up_w);
+    const bool fusable = g.grouped && u.grouped && x.rows <= 8 && g.rows() == u.rows() && g.cols() == u.cols() &&
+                         g.grouped_weight.group_size == u.grouped_weight.group_size && x.cols == g.cols() &&
+                         out.rows == x.rows && out.cols == g.rows();
+    if (!fusable) return Backend::gated_mlp(gate_w, up_w, gate_bias, up_bias, x, gate, up, out);
+    const GroupedWeight& gw = g.grouped_weight;
+    auto* prepared = static_cast<uint16_t*>(prepared_.at_least(static_cast<size_t>(x.rows * x.cols) * 2));
+    auto* multipliers = static_cast<float*>(multipliers_.at_least(static_cast<size_t>(x.rows * gw.groups) * 4));
+    prepare_activations(matrix(x), static_cast<int>(gw.group_size), true, prepared, multipliers, stream_);
+    gemv_q4_gated(gw, u.grouped_weight, prepared, multipliers, x.rows,
+                  gate_bias != nullptr ? static_cast<const float*>(gate_bias->data) : nullptr,
+                  up_bias != nullptr ? static_cast<const float*>(up_bias->data) : nullptr, matrix(out),
+                  gemv_warps(config_, gw.strips, prop_.multiProcessorCount), stream_);
   }
 
   void silu_mul(const Activation& gate, const Activation& up, Activation& out) override {
@@ -441,6 +467,30 @@ class CudaBackend final : public Backend {
       throw std::invalid_argument(std::string("[cuda] ") + op + ": shapes " + shape(a.rows, a.cols) + " and " +
                                   shape(b.rows, b.cols) + " differ");
     }
+  }
+
+  void run_attention(const KVCache& cache, int64_t layer, const AttentionShape& s, int64_t first_position,
+                     const Activation& q, Activation& out, const CudaRopeTable* rope) {
+    const auto& c = static_cast<const CudaKVCache&>(cache);
+    AttentionArguments a;
+    a.cache_k = c.keys(layer);
+    a.cache_v = c.values(layer);
+    a.q = matrix(q);
+    a.out = matrix(out);
+    a.first_position = position_on_device(first_position);
+    a.n_heads = static_cast<int>(s.n_heads);
+    a.n_kv_heads = static_cast<int>(s.n_kv_heads);
+    a.head_dim = static_cast<int>(s.head_dim);
+    a.scale = s.scale;
+    kv_heads_ = s.n_kv_heads;
+    a.splits = attention_splits(config_, q.rows * s.n_kv_heads, first_position + q.rows, prop_.multiProcessorCount);
+    a.partial = static_cast<float*>(
+        partial_.at_least(static_cast<size_t>(q.rows * s.n_heads * a.splits * (s.head_dim + 2)) * 4));
+    if (rope != nullptr) {
+      a.rope_cos = rope->cos();
+      a.rope_sin = rope->sin();
+    }
+    cuda::attention(a, stream_);
   }
 
   // The step state on the GPU: the first position (int64) then the step's token ids (int32), copied

@@ -4,7 +4,7 @@
 //   W row-major as in the file: f16 (N, K); q8_row int8 (N, K) and one fp16 scale per row.
 //   One warp per row of W; lane l reads 8 consecutive weights (16 bytes f16 / 8 bytes int8) at
 //   columns 8(l + 32i), and the matching 8 fp32 values of each token's x (two 16-byte loads);
-//   a K that is not a multiple of 8 takes the scalar loop instead.
+//   a K that is not a multiple of 8 (or rows of x not 16-byte aligned) takes the scalar loop.
 #include "kernels.h"
 #include "launch_check.h"
 
@@ -42,7 +42,7 @@ __device__ __forceinline__ float load1(const DenseWeight& w, int64_t n, int64_t 
 }
 
 __global__ void __launch_bounds__(kWarpsPerBlock * 32) dense_linear_kernel(DenseWeight w, const float* __restrict__ x,
-                                                                           int64_t x_stride, int tokens,
+                                                                           int64_t x_stride, int tokens, bool vector_loads,
                                                                            const float* __restrict__ bias,
                                                                            float* __restrict__ y, int64_t y_stride) {
   const int lane = threadIdx.x & 31;
@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) dense_linear_kernel(Dense
   float acc[kTokensPerPass];
 #pragma unroll
   for (int t = 0; t < kTokensPerPass; ++t) acc[t] = 0.0f;
-  if (w.cols % 8 == 0) {
+  if (vector_loads) {
     for (int64_t k = 8 * lane; k < w.cols; k += 8 * 32) {
       float wv[8];
       load8(w, n, k, wv);
@@ -82,18 +82,14 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) dense_linear_kernel(Dense
 }  // namespace
 
 void dense_linear(const DenseWeight& w, const Matrix& x, const float* bias, const Matrix& y, cudaStream_t stream) {
-  // the float4 loads of x need 16-byte aligned rows: cols % 8 == 0 and a row stride that keeps it
-  const bool vector_ok = w.cols % 8 == 0 && x.stride % 4 == 0;
-  DenseWeight weight = w;
-  if (!vector_ok && w.cols % 8 == 0) {
-    throw std::invalid_argument("[cuda] dense_linear: x row stride " + std::to_string(x.stride) +
-                                " is not a multiple of 4 floats");
-  }
+  // 16-byte loads of W need K % 8 == 0; the float4 loads of x also a row stride of 4k floats
+  const bool vector_loads = w.cols % 8 == 0 && x.stride % 4 == 0;
   const unsigned blocks = static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
   for (int64_t first = 0; first < x.rows; first += kTokensPerPass) {
     const int tokens = static_cast<int>(std::min<int64_t>(kTokensPerPass, x.rows - first));
-    dense_linear_kernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(weight, x.data + first * x.stride, x.stride, tokens,
-                                                                    bias, y.data + first * y.stride, y.stride);
+    dense_linear_kernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(w, x.data + first * x.stride, x.stride, tokens,
+                                                                    vector_loads, bias, y.data + first * y.stride,
+                                                                    y.stride);
     check_launch("dense_linear");
   }
 }

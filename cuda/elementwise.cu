@@ -6,7 +6,7 @@
 //   embed_*      one block per token, threads over the K columns of the table row
 //   rms_norm     one block per row: (x += delta), sum of squares reduced in the block, scale
 //   rope         one block per token, one thread per (head, pair i) of q and k; pairs (i, i + D/2)
-//   store_kv     one thread per element, rounded to fp16
+//   store_kv     one thread per element, rounded to fp16 (optionally rotated first: rope fused)
 //   silu_mul/add one thread per element
 #include "kernels.h"
 #include "launch_check.h"
@@ -89,12 +89,22 @@ __global__ void rope_kernel(float* q, int64_t q_stride, float* k, int64_t k_stri
 }
 
 __global__ void store_kv_kernel(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t rows,
-                                int64_t cols, __half* cache_k, __half* cache_v, const int64_t* first_position) {
+                                int64_t cols, __half* cache_k, __half* cache_v, const int64_t* first_position,
+                                const float* __restrict__ cos_table, const float* __restrict__ sin_table, int head_dim) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * cols) return;
-  const int64_t r = i / cols, c = i % cols, first = *first_position;
-  cache_k[(first + r) * cols + c] = __float2half_rn(k[r * k_stride + c]);
-  cache_v[(first + r) * cols + c] = __float2half_rn(v[r * v_stride + c]);
+  const int64_t r = i / cols, c = i % cols, position = *first_position + r;
+  const float* row = k + r * k_stride;
+  float key = row[c];
+  if (cos_table != nullptr) {  // rotate pairs (d, d + D/2) of the head, as rope_kernel does in place
+    const int half = head_dim / 2;
+    const int d = static_cast<int>(c % head_dim);
+    const int pair = d < half ? d : d - half;
+    const float cosine = cos_table[position * half + pair], sine = sin_table[position * half + pair];
+    key = d < half ? key * cosine - row[c + half] * sine : key * cosine + row[c - half] * sine;
+  }
+  cache_k[position * cols + c] = __float2half_rn(key);
+  cache_v[position * cols + c] = __float2half_rn(v[r * v_stride + c]);
 }
 
 __global__ void silu_mul_kernel(Matrix gate, Matrix up, Matrix out) {
@@ -142,10 +152,10 @@ void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, 
 }
 
 void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, const int64_t* first_position,
-              cudaStream_t stream) {
+              const float* cos, const float* sin, int head_dim, cudaStream_t stream) {
   store_kv_kernel<<<element_blocks(k.rows * k.cols), kThreads, 0, stream>>>(
       k.data, k.stride, v.data, v.stride, k.rows, k.cols, reinterpret_cast<__half*>(cache_k),
-      reinterpret_cast<__half*>(cache_v), first_position);
+      reinterpret_cast<__half*>(cache_v), first_position, cos, sin, head_dim);
   check_launch("store_kv");
 }
 

@@ -44,6 +44,12 @@ void prepare_activations(const Matrix& x, int group_size, bool scaled, uint16_t*
 void gemv_q4(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m,
              const float* bias, const Matrix& y, int warps_per_strip, cudaStream_t stream);
 
+// y (m, I) = silu(x gate^T + gate_bias) * (x up^T + up_bias) for 1 <= m <= 8, gate and up of one
+// shape and group size, x prepared as for gemv_q4: the MLP's first half in one launch.
+void gemv_q4_gated(const GroupedWeight& gate, const GroupedWeight& up, const uint16_t* prepared,
+                   const float* multipliers, int64_t m, const float* gate_bias, const float* up_bias, const Matrix& y,
+                   int warps_per_strip, cudaStream_t stream);
+
 // y (m, N) = x W^T (+ bias) for any m from x prepared with scaled = false, on the tensor cores
 // (mma.sync.m16n8k16, fp32 accumulation). Each block computes 64 tokens x 32 rows with
 // warps_per_tile warps splitting K.
@@ -69,9 +75,10 @@ void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float e
 void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, const int64_t* first_position,
           int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream);
 
-// cache_k/cache_v: one layer's (capacity, nkv*D) fp16; rows *first_position + [0, n).
+// cache_k/cache_v: one layer's (capacity, nkv*D) fp16; rows *first_position + [0, n). With rope
+// tables (cos, sin not null) k is rotated on its way into the cache (k itself is left as it is).
 void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, const int64_t* first_position,
-              cudaStream_t stream);
+              const float* cos, const float* sin, int head_dim, cudaStream_t stream);
 
 void silu_mul(const Matrix& gate, const Matrix& up, const Matrix& out, cudaStream_t stream);
 void add(const Matrix& x, const Matrix& y, cudaStream_t stream);  // x += y
@@ -86,6 +93,8 @@ struct AttentionArguments {
   float scale = 1.0f;
   int splits = 1;                     // the positions are cut into this many equal slices (flash-decoding)
   float* partial = nullptr;           // scratch: n * nh * splits * (D + 2) floats
+  const float* rope_cos = nullptr;    // when set, q is rotated as it is read (tables (positions, D/2))
+  const float* rope_sin = nullptr;
 };
 // Largest head_dim the attention kernel takes.
 constexpr int kMaxHeadDim = 256;

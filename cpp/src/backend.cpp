@@ -32,6 +32,14 @@ void Backend::add_rms_norm(Activation& x, const Activation& delta, const Activat
   rms_norm(x, weight, eps, out);
 }
 
+void Backend::rotary_attention(const RopeTable& table, KVCache& cache, int64_t layer, const AttentionShape& shape,
+                               int64_t first_position, Activation& q, Activation& k, const Activation& v,
+                               Activation& out) {
+  rope(table, shape, first_position, q, k);
+  store_kv(cache, layer, first_position, k, v);
+  attention(cache, layer, shape, first_position, q, out);
+}
+
 void Backend::gated_mlp(const LinearWeights& gate_w, const LinearWeights& up_w,
                         const Activation* gate_bias, const Activation* up_bias,
                         const Activation& x, Activation& gate, Activation& up, Activation& out) {

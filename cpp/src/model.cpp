@@ -193,9 +193,7 @@ void Model::forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool 
       b.linear(*layer.q, normed, optional_ptr(layer.q_bias), q);
       b.linear(*layer.k, normed, optional_ptr(layer.k_bias), k);
       b.linear(*layer.v, normed, optional_ptr(layer.v_bias), v);
-      b.rope(*rope_, attention_shape_, position_, q, k);
-      b.store_kv(*kv_cache_, index, position_, k, v);
-      b.attention(*kv_cache_, index, attention_shape_, position_, q, attended);
+      b.rotary_attention(*rope_, *kv_cache_, index, attention_shape_, position_, q, k, v, attended);
       b.linear(*layer.o, attended, optional_ptr(layer.o_bias), delta);
 
       b.add_rms_norm(residual, delta, layer.mlp_norm, eps, normed);

@@ -139,6 +139,12 @@ class Backend {
   // x += delta; out = rms_norm(x, weight). The residual add fused with the next norm.
   virtual void add_rms_norm(Activation& x, const Activation& delta, const Activation& weight,
                             float eps, Activation& out);
+  // rope(q, k); store_kv(k, v); attention(q) -> out: the attention block from the projections
+  // on. A fused version may rotate q and k as it reads them instead of in place, so afterwards q
+  // and k hold either the rotated or the unrotated values.
+  virtual void rotary_attention(const RopeTable& table, KVCache& cache, int64_t layer, const AttentionShape& shape,
+                                int64_t first_position, Activation& q, Activation& k, const Activation& v,
+                                Activation& out);
   // out (n, I) = silu(x gate^T + gate_bias) * (x up^T + up_bias); gate, up: (n, I) scratch.
   virtual void gated_mlp(const LinearWeights& gate_w, const LinearWeights& up_w,
                          const Activation* gate_bias, const Activation* up_bias,
