@@ -26,8 +26,9 @@
 // is 0 or inf anyway; NaN stays NaN), n = round(x log2 e), r = x - n ln2 in two parts (Cody-Waite,
 // |r| <= ln2/2), exp(r) ~ 1 + r + r^2 P(r) with Cephes' degree-5 polynomial, times 2^n applied as
 // two powers of two 2^(n/2) 2^(n - n/2) so that results near the overflow and in the subnormal range
-// (down to exp(-103.9)) come out right. Measured against exp in double over [-103, 88.7]: at most
-// 2 ulp for normal results (tests/native/test_neon_vector_ops.cpp checks it).
+// (down to exp(-103.9)) come out right. Against exp in double, for normal results: at most 2 ulp is
+// the bound tests/native/test_neon_vector_ops.cpp checks, 0.96 ulp the largest error it has seen
+// (300,000 arguments in [-104, 89]); subnormal results within one subnormal step.
 #include <arm_neon.h>
 
 #include <algorithm>
