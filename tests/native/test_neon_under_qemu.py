@@ -7,6 +7,8 @@ for CPU models that differ in the extensions the kernels use, so that every kern
     max          + I8MM                   all four
 
 1. tests/native/test_neon_kernels.cpp: each level against the Reference level (odd shapes, every scheme).
+   tests/native/test_neon_vector_ops.cpp: the NEON inner loops of norms, RoPE, attention and SwiGLU against the
+   portable ones, and the NEON exp against exp in double.
 2. End to end: a tiny model through `awq-edge-run --backend neon` gives the same greedy text as the
    host's Reference kernels (faithful levels), and through tests/native/neon_logits.cpp the same
    logits within a stated tolerance (every level, prefill and decode).
@@ -54,7 +56,7 @@ def aarch64_build(tmp_path_factory):
     subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), f"-DCMAKE_TOOLCHAIN_FILE={TOOLCHAIN}",
                     "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "awq-edge-run", "test_neon_kernels",
-                    "neon_logits"], check=True, capture_output=True)
+                    "test_neon_vector_ops", "neon_logits"], check=True, capture_output=True)
     return build
 
 
@@ -69,6 +71,22 @@ def test_kernels_against_reference(aarch64_build, cpu):
     assert run.returncode == 0 and run.stdout.rstrip().endswith("OK"), run.stdout + run.stderr
     ran = [line.split()[0] for line in run.stdout.splitlines() if " cases, 0 failed" in line]
     assert ran == CPU_LEVELS[cpu], run.stdout
+
+
+# What test_neon_vector_ops.cpp checks, one line per op; all must run.
+VECTOR_OPS = ["add", "add_sum_squares", "axpy_rows", "dot_rows", "exp (ulp vs double)", "rotate_half", "scale_mul",
+              "silu_mul", "softmax", "sum_squares"]
+
+
+@pytest.mark.parametrize("cpu", ["cortex-a53", "max"])
+def test_vector_ops_against_portable(aarch64_build, cpu):
+    """The NEON table of vector_ops.h (baseline NEON: the same code on every CPU model) against the portable one."""
+    run = qemu(cpu, aarch64_build / "neon" / "test_neon_vector_ops")
+    print(run.stdout)
+    assert run.returncode == 0 and run.stdout.rstrip().endswith("OK"), run.stdout + run.stderr
+    ran = sorted(line.split(" cases")[0].rsplit(None, 1)[0].strip() for line in run.stdout.splitlines()
+                 if " cases, 0 failed" in line)
+    assert ran == VECTOR_OPS, run.stdout
 
 
 @pytest.mark.parametrize("cpu", ["cortex-a53", "cortex-a76"])

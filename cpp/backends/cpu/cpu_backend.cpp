@@ -9,7 +9,9 @@
 // Rope table:  cos and sin of position * inv_freq, (capacity, D/2) each, in fp32 as transformers.
 //
 // The linear layers (linear.h) take the time; the rest runs on the calling thread except
-// attention, which is spread over (token, head) pairs.
+// attention, which is spread over (token, head) pairs. Their inner loops (a row, a head, a head's
+// positions) come from a vector_ops.h table picked by the kernel level: portable C++, or NEON
+// on the Neon* levels.
 #include "cpu_backend.h"
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 
 #include "awq_edge/fp16.h"
 #include "thread_pool.h"
+#include "vector_ops.h"
 
 namespace awq_edge::cpu {
 namespace {
@@ -96,23 +99,10 @@ void check_same_shape(const Activation& a, const Activation& b, const char* op) 
   }
 }
 
-// Rotates each D-wide head of x's row, pairs (i, i + D/2).
-void rotate_heads(float* x, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin) {
-  const int64_t half = head_dim / 2;
-  for (int64_t h = 0; h < n_heads; ++h) {
-    float* head = x + h * head_dim;
-    for (int64_t i = 0; i < half; ++i) {
-      const float x1 = head[i], x2 = head[i + half];
-      head[i] = x1 * cos[i] - x2 * sin[i];
-      head[i + half] = x2 * cos[i] + x1 * sin[i];
-    }
-  }
-}
-
 class CpuBackend final : public Backend {
  public:
   CpuBackend(std::string name, int threads, KernelLevel level)
-      : name_(std::move(name)), pool_(threads), level_(level) {}
+      : name_(std::move(name)), pool_(threads), level_(level), ops_(vector_ops(level)) {}
 
   std::string name() const override { return name_; }
   std::string description() const override {
@@ -169,14 +159,19 @@ class CpuBackend final : public Backend {
 
   void rms_norm(const Activation& x, const Activation& weight, float eps, Activation& out) override {
     check_same_shape(x, out, "rms_norm");
-    const float* w = row(weight, 0);
     for (int64_t r = 0; r < x.rows; ++r) {
-      const float* in = row(x, r);
-      float* o = row(out, r);
-      float sum_squares = 0.0f;
-      for (int64_t i = 0; i < x.cols; ++i) sum_squares += in[i] * in[i];
-      const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(x.cols) + eps);
-      for (int64_t i = 0; i < x.cols; ++i) o[i] = in[i] * inverse_rms * w[i];
+      normalize(row(x, r), x.cols, ops_.sum_squares(row(x, r), x.cols), weight, eps, row(out, r));
+    }
+  }
+
+  // One pass over the residual for the add and the sum of squares, one for the scaling.
+  void add_rms_norm(Activation& x, const Activation& delta, const Activation& weight, float eps,
+                    Activation& out) override {
+    check_same_shape(x, delta, "add_rms_norm");
+    check_same_shape(x, out, "add_rms_norm");
+    for (int64_t r = 0; r < x.rows; ++r) {
+      const float sum_squares = ops_.add_sum_squares(row(x, r), row(delta, r), x.cols);
+      normalize(row(x, r), x.cols, sum_squares, weight, eps, row(out, r));
     }
   }
 
@@ -191,11 +186,7 @@ class CpuBackend final : public Backend {
     }
     cpu::linear(w, row(x, 0), x.rows, row(out, 0), pool_);
     if (bias != nullptr) {
-      const float* b = row(*bias, 0);
-      for (int64_t r = 0; r < out.rows; ++r) {
-        float* o = row(out, r);
-        for (int64_t i = 0; i < out.cols; ++i) o[i] += b[i];
-      }
+      for (int64_t r = 0; r < out.rows; ++r) ops_.add(row(out, r), row(*bias, 0), out.cols);
     }
   }
 
@@ -206,10 +197,12 @@ class CpuBackend final : public Backend {
       throw std::out_of_range("[cpu] rope: positions up to " + std::to_string(first_position + q.rows) +
                               " exceed the table's " + std::to_string(rope.positions()));
     }
+    const int64_t D = shape.head_dim;
     for (int64_t t = 0; t < q.rows; ++t) {
-      const int64_t p = first_position + t;
-      rotate_heads(row(q, t), shape.n_heads, shape.head_dim, rope.cos(p), rope.sin(p));
-      rotate_heads(row(k, t), shape.n_kv_heads, shape.head_dim, rope.cos(p), rope.sin(p));
+      const float* cos = rope.cos(first_position + t);
+      const float* sin = rope.sin(first_position + t);
+      for (int64_t h = 0; h < shape.n_heads; ++h) ops_.rotate_half(row(q, t) + h * D, cos, sin, D / 2);
+      for (int64_t h = 0; h < shape.n_kv_heads; ++h) ops_.rotate_half(row(k, t) + h * D, cos, sin, D / 2);
     }
   }
 
@@ -239,49 +232,23 @@ class CpuBackend final : public Backend {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t t = task / shape.n_heads, h = task % shape.n_heads;
         const int64_t kv_offset = (h / group) * D;
-        const float* query = row(q, t) + h * D;
         const int64_t length = first_position + t + 1;  // causal: positions [0, first + t]
-        float max_score = -INFINITY;
-        for (int64_t p = 0; p < length; ++p) {
-          const float* key = keys + p * kv_dim + kv_offset;
-          float dot = 0.0f;
-          for (int64_t i = 0; i < D; ++i) dot += query[i] * key[i];
-          scores[static_cast<size_t>(p)] = dot * shape.scale;
-          max_score = std::max(max_score, scores[static_cast<size_t>(p)]);
-        }
-        float total = 0.0f;
-        for (int64_t p = 0; p < length; ++p) {
-          scores[static_cast<size_t>(p)] = std::exp(scores[static_cast<size_t>(p)] - max_score);
-          total += scores[static_cast<size_t>(p)];
-        }
-        float* o = row(out, t) + h * D;
-        std::fill(o, o + D, 0.0f);
-        for (int64_t p = 0; p < length; ++p) {
-          const float weight = scores[static_cast<size_t>(p)] / total;
-          const float* value = values + p * kv_dim + kv_offset;
-          for (int64_t i = 0; i < D; ++i) o[i] += weight * value[i];
-        }
+        ops_.dot_rows(row(q, t) + h * D, keys + kv_offset, kv_dim, length, D, shape.scale, scores.data());
+        ops_.softmax(scores.data(), length);
+        ops_.axpy_rows(scores.data(), values + kv_offset, kv_dim, length, D, row(out, t) + h * D);
       }
     });
   }
 
   void silu_mul(const Activation& gate, const Activation& up, Activation& out) override {
     check_same_shape(gate, up, "silu_mul");
-    for (int64_t r = 0; r < gate.rows; ++r) {
-      const float* g = row(gate, r);
-      const float* u = row(up, r);
-      float* o = row(out, r);
-      for (int64_t i = 0; i < gate.cols; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-    }
+    check_same_shape(gate, out, "silu_mul");
+    for (int64_t r = 0; r < gate.rows; ++r) ops_.silu_mul(row(gate, r), row(up, r), row(out, r), gate.cols);
   }
 
   void add(Activation& x, const Activation& y) override {
     check_same_shape(x, y, "add");
-    for (int64_t r = 0; r < x.rows; ++r) {
-      float* a = row(x, r);
-      const float* b = row(y, r);
-      for (int64_t i = 0; i < x.cols; ++i) a[i] += b[i];
-    }
+    for (int64_t r = 0; r < x.rows; ++r) ops_.add(row(x, r), row(y, r), x.cols);
   }
 
   void read_logits(const Activation& x, float* host) override {
@@ -293,9 +260,16 @@ class CpuBackend final : public Backend {
   void synchronize() override {}  // every operation has finished when it returns
 
  private:
+  // out (n) = x / rms(x) * weight, given x's sum of squares.
+  void normalize(const float* x, int64_t n, float sum_squares, const Activation& weight, float eps, float* out) const {
+    const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(n) + eps);
+    ops_.scale_mul(x, inverse_rms, row(weight, 0), out, n);
+  }
+
   std::string name_;
   ThreadPool pool_;
   KernelLevel level_;
+  const VectorOps& ops_;  // the inner loops of everything but the linear layers
 };
 
 }  // namespace
