@@ -138,10 +138,10 @@ struct PreparedX {
   std::vector<int32_t> qsums;  // (K/g) sum of x_q (int8)
 };
 
-// Position of column `within` (0..31) of a 32-column block in each order.
+// Position of column `within` (0..31) of a 32-column block in each order (int8: (within % 2) * 16 +
+// within / 2, which prepare_int8 gets by LD2's even / odd split).
 int fp32_position(int within) { return (within % 8) * 4 + within / 8; }
 int fp16_position(int within) { return (within % 4) * 8 + within / 4; }
-int int8_position(int within) { return (within % 2) * 16 + within / 2; }
 
 float largest_magnitude(const float* x, int64_t n) {
   float largest = 0.0f;
@@ -183,22 +183,45 @@ void prepare_fp16(const float* x, int64_t cols, int64_t group_size, PreparedX& o
   }
 }
 
+// Vectorized, as prefill runs it once per token (scalar, it cost about 30 instructions a column):
+// the same numbers as q = lrintf(x * inverse) one by one, since the product is one IEEE multiply and FCVTNS rounds to
+// nearest even like lrintf does in the default rounding mode.
 void prepare_int8(const float* x, int64_t cols, int64_t group_size, PreparedX& out) {
   const int64_t groups = cols / group_size;
   out.i8.resize(cols);
   out.scales.resize(groups);
   out.qsums.resize(groups);
   for (int64_t j = 0; j < groups; ++j) {
-    const float largest = largest_magnitude(x + j * group_size, group_size);
+    const float* group = x + j * group_size;
+    float32x4_t largest4 = vdupq_n_f32(0.0f);
+    for (int64_t k = 0; k < group_size; k += 16) {
+      const float32x4x4_t v = vld1q_f32_x4(group + k);
+      largest4 = vmaxq_f32(vmaxq_f32(largest4, vabsq_f32(v.val[0])), vabsq_f32(v.val[1]));
+      largest4 = vmaxq_f32(vmaxq_f32(largest4, vabsq_f32(v.val[2])), vabsq_f32(v.val[3]));
+    }
+    const float largest = vmaxvq_f32(largest4);
     const float inverse = largest > 0.0f ? 127.0f / largest : 0.0f;
-    int32_t sum = 0;
-    for (int64_t k = j * group_size; k < (j + 1) * group_size; ++k) {
-      const int8_t q = static_cast<int8_t>(std::lrintf(x[k] * inverse));
-      out.i8[k - k % 32 + int8_position(k % 32)] = q;
-      sum += q;
+    int16x8_t sum = vdupq_n_s16(0);  // |sum| <= 16 values of |q| <= 127 a lane
+    for (int64_t k = 0; k < group_size; k += 32) {
+      int8x16_t half[2];  // even columns (int8 positions 0..15), odd ones (16..31)
+      for (int parity = 0; parity < 2; ++parity) {
+        int32x4_t q[4];
+        for (int i = 0; i < 4; ++i) {
+          const float32x4x2_t v = vld2q_f32(group + k + 8 * i);  // columns k+8i .. k+8i+7, split even / odd
+          q[i] = vcvtnq_s32_f32(vmulq_n_f32(v.val[parity], inverse));
+        }
+        // |q| <= 127: the low bytes are the values
+        const int16x8_t q01 = vuzp1q_s16(vreinterpretq_s16_s32(q[0]), vreinterpretq_s16_s32(q[1]));
+        const int16x8_t q23 = vuzp1q_s16(vreinterpretq_s16_s32(q[2]), vreinterpretq_s16_s32(q[3]));
+        half[parity] = vuzp1q_s8(vreinterpretq_s8_s16(q01), vreinterpretq_s8_s16(q23));
+        sum = vpadalq_s8(sum, half[parity]);
+      }
+      const int64_t at = j * group_size + k;
+      vst1q_s8(out.i8.data() + at, half[0]);
+      vst1q_s8(out.i8.data() + at + 16, half[1]);
     }
     out.scales[j] = largest / 127.0f;
-    out.qsums[j] = sum;
+    out.qsums[j] = vaddlvq_s16(sum);
   }
 }
 
@@ -742,7 +765,7 @@ struct PairX {
   std::vector<int8_t> values;  // tile t at t * 8 * K: (K/32 chunks, octets 0 2 1 3, pairs P, 2 tokens, 8) int8
                                // order; P = 4 but in a short last tile, padding tokens 0
   std::vector<float> scales;   // (tiles, K/g, 4 pairs, {x_scale a, b, a, b}) (0 for padding)
-  std::vector<int32_t> qsums;  // (tiles, K/g, 4 pairs, {sum x_q a, b, a, b})
+  std::vector<int16_t> neg_qsums;  // (tiles, K/g, 4 pairs, {-sum x_q a, b, a, b}): |sum| <= 127 * 128
 };
 
 // Token pairs in the tile that starts at token i0 of m: 4, or 1, 2 or 4 for the last one.
@@ -755,7 +778,7 @@ void pair_tokens(const float* x, int64_t m, int64_t cols, int64_t group_size, Pa
   const int64_t tiles = (m + kPairTileTokens - 1) / kPairTileTokens, groups = cols / group_size;
   out.values.assign(static_cast<size_t>(tiles * kPairTileTokens * cols), 0);
   out.scales.assign(static_cast<size_t>(tiles * groups * kPairTileTokens * 2), 0.0f);
-  out.qsums.assign(static_cast<size_t>(tiles * groups * kPairTileTokens * 2), 0);
+  out.neg_qsums.assign(static_cast<size_t>(tiles * groups * kPairTileTokens * 2), 0);
   PreparedX one;
   for (int64_t i = 0; i < m; ++i) {
     prepare_int8(x + i * cols, cols, group_size, one);
@@ -764,7 +787,7 @@ void pair_tokens(const float* x, int64_t m, int64_t cols, int64_t group_size, Pa
     for (int64_t j = 0; j < groups; ++j) {
       const int64_t at = ((tile * groups + j) * 4 + pair) * 4 + slot;
       out.scales[at] = out.scales[at + 2] = one.scales[j];
-      out.qsums[at] = out.qsums[at + 2] = one.qsums[j];
+      out.neg_qsums[at] = out.neg_qsums[at + 2] = static_cast<int16_t>(-one.qsums[j]);
     }
     int8_t* to = out.values.data() + tile * kPairTileTokens * cols + pair * 16 + slot * 8;
     for (int64_t octet = 0; octet < cols / 8; ++octet) {
@@ -804,15 +827,22 @@ AWQ_EDGE_TARGET_I8MM void i8mm_tile(const LinearWeight& w, const PairX& x, int64
   const uint8_t* wk = b.nibbles;
   const int8_t* xk = x.values.data() + i0 * cols;
   const float* x_scales = x.scales.data() + tile * groups * 16;
-  const int32_t* x_qsums = x.qsums.data() + tile * groups * 16;
+  const int16_t* x_neg_qsums = x.neg_qsums.data() + tile * groups * 16;
   const uint8x16_t low_nibble = vdupq_n_u8(0xF);
   float32x4_t total[2][kPairs];  // row pair p, token pair u: {2p.a, 2p.b, 2p+1.a, 2p+1.b}
   for (int p = 0; p < 2; ++p)
     for (int u = 0; u < kPairs; ++u) total[p][u] = vdupq_n_f32(0.0f);
   for (int64_t j = 0; j < groups; ++j) {
+    // The zero-point term first: acc starts at -z sum x_q, so that the group ends with the decode
+    // kernel's exact int32 sum q x_q - z sum x_q (and no register clears).
+    const uint8x8_t z8 = vreinterpret_u8_u32(vld1_dup_u32(reinterpret_cast<const uint32_t*>(b.zeros + j * kRows)));
+    const int16x8_t zz = vreinterpretq_s16_u16(vmovl_u8(vzip1_u8(z8, z8)));  // {z0, z0, z1, z1, z2, z2, z3, z3}
+    const int16x4_t z_by_pair[2] = {vget_low_s16(zz), vget_high_s16(zz)};    // {z 2p, z 2p, z 2p+1, z 2p+1}
     int32x4_t acc[2][kPairs];
-    for (int p = 0; p < 2; ++p)
-      for (int u = 0; u < kPairs; ++u) acc[p][u] = vdupq_n_s32(0);
+    for (int u = 0; u < kPairs; ++u) {
+      const int16x4_t neg_qsums = vld1_s16(x_neg_qsums + j * 16 + 4 * u);
+      for (int p = 0; p < 2; ++p) acc[p][u] = vmull_s16(z_by_pair[p], neg_qsums);
+    }
 #pragma GCC unroll 1
     for (int c = 0; c < kGroup; c += 32, wk += 64) {
       const uint64x2x4_t q4 = vld1q_u64_x4(reinterpret_cast<const uint64_t*>(wk));
@@ -834,16 +864,12 @@ AWQ_EDGE_TARGET_I8MM void i8mm_tile(const LinearWeight& w, const PairX& x, int64
       }
     }
     // as the decode kernel, row r and token t: (sum q x_q - z sum x_q) * (s * x_scale), fp32 FMA
-    const int32x4_t z = vreinterpretq_s32_u32(group_zeros(b, j));
     const float32x4_t s = group_scales(b, j);
-    const int32x4_t z_by_pair[2] = {vzip1q_s32(z, z), vzip2q_s32(z, z)};  // {z 2p, z 2p, z 2p+1, z 2p+1}
     const float32x4_t s_by_pair[2] = {vzip1q_f32(s, s), vzip2q_f32(s, s)};
     for (int u = 0; u < kPairs; ++u) {
-      const int32x4_t qsums = vld1q_s32(x_qsums + j * 16 + 4 * u);
       const float32x4_t scales = vld1q_f32(x_scales + j * 16 + 4 * u);
       for (int p = 0; p < 2; ++p) {
-        const int32x4_t exact = vmlsq_s32(acc[p][u], z_by_pair[p], qsums);
-        total[p][u] = vfmaq_f32(total[p][u], vcvtq_f32_s32(exact), vmulq_f32(scales, s_by_pair[p]));
+        total[p][u] = vfmaq_f32(total[p][u], vcvtq_f32_s32(acc[p][u]), vmulq_f32(scales, s_by_pair[p]));
       }
     }
   }
