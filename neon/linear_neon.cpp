@@ -874,7 +874,8 @@ AWQ_EDGE_TARGET_I8MM void i8mm_tile(const LinearWeight& w, const PairX& x, int64
     }
   }
   const int64_t rows = w.rows;
-  for (int u = 0; u < kPairs; ++u) {
+#pragma GCC unroll 4
+  for (int u = 0; u < kPairs; ++u) {  // unrolled, or GCC keeps total in memory and stores it every group
     // {row 0, 1, 2, 3} of token a (even lanes of the two row pairs) and of token b (odd lanes)
     const float32x4_t by_token[2] = {vuzp1q_f32(total[0][u], total[1][u]), vuzp2q_f32(total[0][u], total[1][u])};
     for (int t = 0; t < 2; ++t) {
