@@ -30,7 +30,7 @@
 //
 // A block past N is padded with zero rows. The bytes of a chunk keep the file's order, and
 // pack_linear then releases the file's pages of the module (MappedFile::release). A kernel never
-// shuffles W; it extracts nibbles with one AND (or shift) and a conversion whose fixed-point form
+// shuffles W (but neon-i8mm's prefill, which zips two rows' halves once per 8 tokens); it extracts nibbles with one AND (or shift) and a conversion whose fixed-point form
 // divides by the nibble's bit position for free (ucvtf #fbits), and instead x is permuted once a
 // call into the order in which the lanes come out. For one 32-column block c .. c+31 (16 bytes):
 //
@@ -751,13 +751,13 @@ void dot_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, Thre
 // These 8-column sets are octets 0, 2, 1, 3 of the int8 order (positions 8o .. 8o+7), so x needs
 // no permutation beyond the decode kernel's: each token's x_q is copied 8 bytes at a time into
 // (octet, token pair, 2 tokens) blocks once a call (PairX), the octets in the order the kernel
-// reads them. One chunk: 1 load of W (64 bytes),
-// 4 of x (256 bytes), 4 ZIP, 4 AND + 4 shifts and 32 SMMLA for 1024 products; the SDOT tile above
-// spends 43 for 512. The zips are the price of keeping neon-dot's layout, which neon-i8mm decodes
-// with (4 a chunk per 8 tokens; a layout of row pairs would save them but need a decode kernel of
-// its own). The last tile of a call holds 2, 4 or 8 tokens (1, 2 or 4 token pairs).
-// The integer sums and the fp32 epilogue are the decode kernel's, element by element, so the
-// results equal token-by-token decoding exactly.
+// reads them. One chunk: 1 load of W (64 bytes), 4 of x (256 bytes), 4 ZIP, 4 AND + 4 shifts and
+// 32 SMMLA for 1024 products, 51 instructions with the loop (the SDOT tile above: 47 for 512).
+// The zips are the price of keeping neon-dot's layout, which neon-i8mm decodes with (4 a chunk
+// per 8 tokens; a layout of row pairs would save them but need a decode kernel of its own). The
+// last tile of a call holds 2, 4 or 8 tokens (1, 2 or 4 token pairs). A group's accumulators
+// start at -z sum x_q, so the integer sums are the decode kernel's, and so is the fp32 epilogue,
+// element by element: the results equal token-by-token decoding exactly.
 // ---------------------------------------------------------------------------------------------
 constexpr int kPairTileTokens = 8;  // tokens of a full neon-i8mm prefill step (4 token pairs)
 
