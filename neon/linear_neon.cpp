@@ -30,9 +30,10 @@
 //
 // A block past N is padded with zero rows. The bytes of a chunk keep the file's order, and
 // pack_linear then releases the file's pages of the module (MappedFile::release). A kernel never
-// shuffles W (but neon-i8mm's prefill, which zips two rows' halves once per 8 tokens); it extracts nibbles with one AND (or shift) and a conversion whose fixed-point form
-// divides by the nibble's bit position for free (ucvtf #fbits), and instead x is permuted once a
-// call into the order in which the lanes come out. For one 32-column block c .. c+31 (16 bytes):
+// shuffles W (but neon-i8mm's prefill, which zips two rows' halves once per 8 tokens); it
+// extracts nibbles with one AND (or shift) and a conversion whose fixed-point form divides by the
+// nibble's bit position for free (ucvtf #fbits), and instead x is permuted once a call into the
+// order in which the lanes come out. For one 32-column block c .. c+31 (16 bytes):
 //
 //   fp32: 4 x u32 lanes, lane i = 8 nibbles of columns c+8i .. c+8i+7
 //         vector t (t = 0..7) = (w & 0xF << 4t) ucvtf #4t   ->  lanes hold c+t, c+8+t, c+16+t, c+24+t
@@ -184,8 +185,9 @@ void prepare_fp16(const float* x, int64_t cols, int64_t group_size, PreparedX& o
 }
 
 // Vectorized, as prefill runs it once per token (scalar, it cost about 30 instructions a column):
-// the same numbers as q = lrintf(x * inverse) one by one, since the product is one IEEE multiply and FCVTNS rounds to
-// nearest even like lrintf does in the default rounding mode.
+// the same numbers as q = lrintf(x * inverse) one by one, since the product is one IEEE multiply
+// and FCVTNS rounds to nearest even like lrintf in the default rounding mode (test_neon_kernels
+// compares with that scalar definition exactly).
 void prepare_int8(const float* x, int64_t cols, int64_t group_size, PreparedX& out) {
   const int64_t groups = cols / group_size;
   out.i8.resize(cols);

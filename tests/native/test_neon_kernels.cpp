@@ -122,7 +122,9 @@ std::vector<float> int8_model(const RandomModule& module, const std::vector<floa
       float total = 0.0f;
       for (int64_t j = 0; j < groups; ++j) {
         int32_t sum = 0;
-        for (int64_t k = j * g; k < (j + 1) * g; ++k) sum += static_cast<int32_t>(unpack_bits(module.qweight, q_words, n, k, bits)) * x_q[k];
+        for (int64_t k = j * g; k < (j + 1) * g; ++k) {
+          sum += static_cast<int32_t>(unpack_bits(module.qweight, q_words, n, k, bits)) * x_q[k];
+        }
         sum -= static_cast<int32_t>(unpack_bits(module.zeros, z_words, n, j, bits)) * x_qsums[j];
         total = std::fma(static_cast<float>(sum), fp16_to_float(module.scales[n * groups + j]) * x_scales[j], total);
       }
