@@ -9,8 +9,8 @@
 //   neon-fp16   fp16 FMLA, W nibble -> fp16, x scaled to fp16          FEAT_FP16 (asimdhp)
 //   neon-dot    x rounded to int8 per group, SDOT 4 products a lane    FEAT_DotProd (asimddp)
 //               prefill 4 rows x 4 tokens by lane-indexed SDOT
-//   neon-i8mm   as neon-dot for decode; prefill 2 x 2 tokens/rows      FEAT_I8MM
-//               by SMMLA on int8 x
+//   neon-i8mm   as neon-dot for decode; prefill 4 rows x 8 tokens      FEAT_I8MM
+//               by SMMLA (2 rows x 2 tokens x 8 columns an instruction)
 //
 // neon-fp32 and neon-fp16 are the faithful path (activations stay floating point);
 // neon-dot and neon-i8mm the fast path ("neon-int8"). f16 and q8_row weights use fp32 FMLA at every
@@ -30,9 +30,10 @@
 //
 // A block past N is padded with zero rows. The bytes of a chunk keep the file's order, and
 // pack_linear then releases the file's pages of the module (MappedFile::release). A kernel never
-// shuffles W; it extracts nibbles with one AND (or shift) and a conversion whose fixed-point form
-// divides by the nibble's bit position for free (ucvtf #fbits), and instead x is permuted once a
-// call into the order in which the lanes come out. For one 32-column block c .. c+31 (16 bytes):
+// shuffles W (but neon-i8mm's prefill, which zips two rows' halves once per 8 tokens); it
+// extracts nibbles with one AND (or shift) and a conversion whose fixed-point form divides by the
+// nibble's bit position for free (ucvtf #fbits), and instead x is permuted once a call into the
+// order in which the lanes come out. For one 32-column block c .. c+31 (16 bytes):
 //
 //   fp32: 4 x u32 lanes, lane i = 8 nibbles of columns c+8i .. c+8i+7
 //         vector t (t = 0..7) = (w & 0xF << 4t) ucvtf #4t   ->  lanes hold c+t, c+8+t, c+16+t, c+24+t
@@ -138,10 +139,10 @@ struct PreparedX {
   std::vector<int32_t> qsums;  // (K/g) sum of x_q (int8)
 };
 
-// Position of column `within` (0..31) of a 32-column block in each order.
+// Position of column `within` (0..31) of a 32-column block in each order (int8: (within % 2) * 16 +
+// within / 2, which prepare_int8 gets by LD2's even / odd split).
 int fp32_position(int within) { return (within % 8) * 4 + within / 8; }
 int fp16_position(int within) { return (within % 4) * 8 + within / 4; }
-int int8_position(int within) { return (within % 2) * 16 + within / 2; }
 
 float largest_magnitude(const float* x, int64_t n) {
   float largest = 0.0f;
@@ -183,22 +184,46 @@ void prepare_fp16(const float* x, int64_t cols, int64_t group_size, PreparedX& o
   }
 }
 
+// Vectorized, as prefill runs it once per token (scalar, it cost about 30 instructions a column):
+// the same numbers as q = lrintf(x * inverse) one by one, since the product is one IEEE multiply
+// and FCVTNS rounds to nearest even like lrintf in the default rounding mode (test_neon_kernels
+// compares with that scalar definition exactly).
 void prepare_int8(const float* x, int64_t cols, int64_t group_size, PreparedX& out) {
   const int64_t groups = cols / group_size;
   out.i8.resize(cols);
   out.scales.resize(groups);
   out.qsums.resize(groups);
   for (int64_t j = 0; j < groups; ++j) {
-    const float largest = largest_magnitude(x + j * group_size, group_size);
+    const float* group = x + j * group_size;
+    float32x4_t largest4 = vdupq_n_f32(0.0f);
+    for (int64_t k = 0; k < group_size; k += 16) {
+      const float32x4x4_t v = vld1q_f32_x4(group + k);
+      largest4 = vmaxq_f32(vmaxq_f32(largest4, vabsq_f32(v.val[0])), vabsq_f32(v.val[1]));
+      largest4 = vmaxq_f32(vmaxq_f32(largest4, vabsq_f32(v.val[2])), vabsq_f32(v.val[3]));
+    }
+    const float largest = vmaxvq_f32(largest4);
     const float inverse = largest > 0.0f ? 127.0f / largest : 0.0f;
-    int32_t sum = 0;
-    for (int64_t k = j * group_size; k < (j + 1) * group_size; ++k) {
-      const int8_t q = static_cast<int8_t>(std::lrintf(x[k] * inverse));
-      out.i8[k - k % 32 + int8_position(k % 32)] = q;
-      sum += q;
+    int16x8_t sum = vdupq_n_s16(0);  // |sum| <= 16 values of |q| <= 127 a lane
+    for (int64_t k = 0; k < group_size; k += 32) {
+      int8x16_t half[2];  // even columns (int8 positions 0..15), odd ones (16..31)
+      for (int parity = 0; parity < 2; ++parity) {
+        int32x4_t q[4];
+        for (int i = 0; i < 4; ++i) {
+          const float32x4x2_t v = vld2q_f32(group + k + 8 * i);  // columns k+8i .. k+8i+7, split even / odd
+          q[i] = vcvtnq_s32_f32(vmulq_n_f32(v.val[parity], inverse));
+        }
+        // |q| <= 127: the low bytes are the values
+        const int16x8_t q01 = vuzp1q_s16(vreinterpretq_s16_s32(q[0]), vreinterpretq_s16_s32(q[1]));
+        const int16x8_t q23 = vuzp1q_s16(vreinterpretq_s16_s32(q[2]), vreinterpretq_s16_s32(q[3]));
+        half[parity] = vuzp1q_s8(vreinterpretq_s8_s16(q01), vreinterpretq_s8_s16(q23));
+        sum = vpadalq_s8(sum, half[parity]);
+      }
+      const int64_t at = j * group_size + k;
+      vst1q_s8(out.i8.data() + at, half[0]);
+      vst1q_s8(out.i8.data() + at + 16, half[1]);
     }
     out.scales[j] = largest / 127.0f;
-    out.qsums[j] = sum;
+    out.qsums[j] = vaddlvq_s16(sum);
   }
 }
 
@@ -710,98 +735,179 @@ void dot_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, Thre
 }
 
 // ---------------------------------------------------------------------------------------------
-// Prefill of neon-i8mm: SMMLA multiplies a 2 x 8 int8 matrix by an 8 x 2 one into 2 x 2 int32, so
-// 2 rows of W (A) times 2 tokens of x (B) per instruction, 8 columns deep:
+// Prefill of neon-i8mm (m >= kMinTiledRows): SMMLA multiplies a 2 x 8 int8 matrix A by an 8 x 2 one
+// (given as its 2 columns B0, B1 of 8 bytes) into 2 x 2 int32, 32 products an instruction (a
+// lane-indexed SDOT: 16):
 //
-//            B = x_q of tokens i, i+1 (8 columns each)
-//   A = q of rows n, n+1      ->  acc = | n.i    n.i+1   |  (int32, one group)
-//                                       | n+1.i  n+1.i+1 |
-// The rows' nibbles (int8 order: 16 even columns, then 16 odd) are paired with vzip of 64-bit
-// halves; x_q of the two tokens is paired the same way once per call.
+//   smmla acc.4s, A.16b, B.16b:   acc = | A0.B0  A0.B1 |   A = rows n, n+1 of W (8 columns each)
+//                                       | A1.B0  A1.B1 |   B = the same columns of tokens i, i+1
+//
+// A step is one chunk (4 rows x 32 columns) times 8 tokens: 8 accumulators, row pair p (rows
+// 2p, 2p+1) x token pair u. The A operands come from the chunk's bytes (int8 order) by one ZIP of
+// two rows' 64-bit halves and an AND or a shift:
+//
+//   zip1.2d(row 2p, row 2p+1) = bytes 0..7 of both = columns 0..15   & 0xF -> even columns 0..14
+//                                                                    >> 4  -> odd columns 1..15
+//   zip2.2d(row 2p, row 2p+1) = bytes 8..15 = columns 16..31         & 0xF, >> 4 likewise
+//
+// These 8-column sets are octets 0, 2, 1, 3 of the int8 order (positions 8o .. 8o+7), so x needs
+// no permutation beyond the decode kernel's: each token's x_q is copied 8 bytes at a time into
+// (octet, token pair, 2 tokens) blocks once a call (PairX), the octets in the order the kernel
+// reads them. One chunk: 1 load of W (64 bytes), 4 of x (256 bytes), 4 ZIP, 4 AND + 4 shifts and
+// 32 SMMLA for 1024 products, 51 instructions with the loop (the SDOT tile above: 47 for 512).
+// The zips are the price of keeping neon-dot's layout, which neon-i8mm decodes with (4 a chunk
+// per 8 tokens; a layout of row pairs would save them but need a decode kernel of its own). The
+// last tile of a call holds 2, 4 or 8 tokens (1, 2 or 4 token pairs). A group's accumulators
+// start at -z sum x_q, so the integer sums are the decode kernel's, and so is the fp32 epilogue,
+// element by element: the results equal token-by-token decoding exactly.
 // ---------------------------------------------------------------------------------------------
-struct PairedX {
-  std::vector<int8_t> values;  // (m/2 pairs, K/8 steps, 2 tokens, 8) int8 order, odd m: last token twice
-  std::vector<float> scales;   // (m_padded, K/g)
-  std::vector<int32_t> qsums;  // (m_padded, K/g)
+constexpr int kPairTileTokens = 8;  // tokens of a full neon-i8mm prefill step (4 token pairs)
+
+struct PairX {
+  std::vector<int8_t> values;  // tile t at t * 8 * K: (K/32 chunks, octets 0 2 1 3, pairs P, 2 tokens, 8) int8
+                               // order; P = 4 but in a short last tile, padding tokens 0
+  std::vector<float> scales;   // (tiles, K/g, 4 pairs, {x_scale a, b, a, b}) (0 for padding)
+  std::vector<int16_t> neg_qsums;  // (tiles, K/g, 4 pairs, {-sum x_q a, b, a, b}): |sum| <= 127 * 128
 };
 
-void pair_tokens(const float* x, int64_t m, int64_t cols, int64_t group_size, PairedX& out) {
-  const int64_t pairs = (m + 1) / 2, groups = cols / group_size;
-  out.values.resize(static_cast<size_t>(pairs * 2 * cols));
-  out.scales.resize(static_cast<size_t>(pairs * 2 * groups));
-  out.qsums.resize(static_cast<size_t>(pairs * 2 * groups));
+// Token pairs in the tile that starts at token i0 of m: 4, or 1, 2 or 4 for the last one.
+int tile_pairs(int64_t i0, int64_t m) {
+  const int64_t left = std::min<int64_t>(kPairTileTokens, m - i0);
+  return left <= 2 ? 1 : left <= 4 ? 2 : 4;
+}
+
+void pair_tokens(const float* x, int64_t m, int64_t cols, int64_t group_size, PairX& out) {
+  const int64_t tiles = (m + kPairTileTokens - 1) / kPairTileTokens, groups = cols / group_size;
+  out.values.assign(static_cast<size_t>(tiles * kPairTileTokens * cols), 0);
+  out.scales.assign(static_cast<size_t>(tiles * groups * kPairTileTokens * 2), 0.0f);
+  out.neg_qsums.assign(static_cast<size_t>(tiles * groups * kPairTileTokens * 2), 0);
   PreparedX one;
-  for (int64_t i = 0; i < pairs * 2; ++i) {
-    const int64_t token = std::min(i, m - 1);
-    prepare_int8(x + token * cols, cols, group_size, one);
-    std::copy(one.scales.begin(), one.scales.end(), out.scales.begin() + i * groups);
-    std::copy(one.qsums.begin(), one.qsums.end(), out.qsums.begin() + i * groups);
-    int8_t* pair = out.values.data() + (i / 2) * 2 * cols;
-    for (int64_t step = 0; step < cols / 8; ++step) {
-      std::copy(one.i8.begin() + step * 8, one.i8.begin() + step * 8 + 8, pair + step * 16 + (i % 2) * 8);
+  for (int64_t i = 0; i < m; ++i) {
+    prepare_int8(x + i * cols, cols, group_size, one);
+    const int64_t tile = i / kPairTileTokens, pair = i % kPairTileTokens / 2, slot = i % 2;
+    const int pairs = tile_pairs(tile * kPairTileTokens, m);
+    for (int64_t j = 0; j < groups; ++j) {
+      const int64_t at = ((tile * groups + j) * 4 + pair) * 4 + slot;
+      out.scales[at] = out.scales[at + 2] = one.scales[j];
+      out.neg_qsums[at] = out.neg_qsums[at + 2] = static_cast<int16_t>(-one.qsums[j]);
+    }
+    int8_t* to = out.values.data() + tile * kPairTileTokens * cols + pair * 16 + slot * 8;
+    for (int64_t octet = 0; octet < cols / 8; ++octet) {
+      const int64_t read_as = octet - octet % 4 + octet % 2 * 2 + octet % 4 / 2;  // 0 2 1 3: the kernel's order
+      std::memcpy(to + read_as * pairs * 16, one.i8.data() + octet * 8, 8);
+    }
+  }
+}
+
+// acc += SMMLA(a, b). As inline asm because GCC 12 copies the vmmlaq_s32 accumulators between
+// registers inside the loop (6 MOVs a chunk).
+AWQ_EDGE_TARGET_I8MM inline int32x4_t smmla(int32x4_t acc, int8x16_t a, int8x16_t b) {
+  asm("smmla %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+  return acc;
+}
+
+// kPairs registers of x: the token pairs of one octet
+template <int kPairs>
+AWQ_EDGE_TARGET_I8MM inline void load_pairs(const int8_t* from, int8x16_t out[kPairs]) {
+  if constexpr (kPairs == 4) {
+    const int8x16x4_t v = vld1q_s8_x4(from);
+    out[0] = v.val[0], out[1] = v.val[1], out[2] = v.val[2], out[3] = v.val[3];
+  } else if constexpr (kPairs == 2) {
+    const int8x16x2_t v = vld1q_s8_x2(from);
+    out[0] = v.val[0], out[1] = v.val[1];
+  } else {
+    out[0] = vld1q_s8(from);
+  }
+}
+
+// y of rows n0 .. n0+3 and the 2 kPairs tokens from i0 (rows past N and padding tokens not stored).
+template <int kGroup, int kPairs>
+AWQ_EDGE_TARGET_I8MM void i8mm_tile(const LinearWeight& w, const PairX& x, int64_t i0, int64_t n0, int64_t m,
+                                    float* y) {
+  const RowBlock b = row_block(w, n0);
+  const int64_t cols = w.cols, groups = cols / kGroup, tile = i0 / kPairTileTokens;
+  const uint8_t* wk = b.nibbles;
+  const int8_t* xk = x.values.data() + i0 * cols;
+  const float* x_scales = x.scales.data() + tile * groups * 16;
+  const int16_t* x_neg_qsums = x.neg_qsums.data() + tile * groups * 16;
+  const uint8x16_t low_nibble = vdupq_n_u8(0xF);
+  float32x4_t total[2][kPairs];  // row pair p, token pair u: {2p.a, 2p.b, 2p+1.a, 2p+1.b}
+  for (int p = 0; p < 2; ++p)
+    for (int u = 0; u < kPairs; ++u) total[p][u] = vdupq_n_f32(0.0f);
+  for (int64_t j = 0; j < groups; ++j) {
+    // The zero-point term first: acc starts at -z sum x_q, so that the group ends with the decode
+    // kernel's exact int32 sum q x_q - z sum x_q (and no register clears).
+    const uint8x8_t z8 = vreinterpret_u8_u32(vld1_dup_u32(reinterpret_cast<const uint32_t*>(b.zeros + j * kRows)));
+    const int16x8_t zz = vreinterpretq_s16_u16(vmovl_u8(vzip1_u8(z8, z8)));  // {z0, z0, z1, z1, z2, z2, z3, z3}
+    const int16x4_t z_by_pair[2] = {vget_low_s16(zz), vget_high_s16(zz)};    // {z 2p, z 2p, z 2p+1, z 2p+1}
+    int32x4_t acc[2][kPairs];
+    for (int u = 0; u < kPairs; ++u) {
+      const int16x4_t neg_qsums = vld1_s16(x_neg_qsums + j * 16 + 4 * u);
+      for (int p = 0; p < 2; ++p) acc[p][u] = vmull_s16(z_by_pair[p], neg_qsums);
+    }
+#pragma GCC unroll 1
+    for (int c = 0; c < kGroup; c += 32, wk += 64) {
+      const uint64x2x4_t q4 = vld1q_u64_x4(reinterpret_cast<const uint64_t*>(wk));
+      int8x16_t a[4][2];  // [octet in the kernel's order][row pair]
+      for (int p = 0; p < 2; ++p) {
+        for (int h = 0; h < 2; ++h) {  // columns 16h .. 16h+15: even ones, then odd ones
+          const uint8x16_t rows = vreinterpretq_u8_u64(h == 0 ? vzip1q_u64(q4.val[2 * p], q4.val[2 * p + 1])
+                                                              : vzip2q_u64(q4.val[2 * p], q4.val[2 * p + 1]));
+          a[2 * h][p] = vreinterpretq_s8_u8(vandq_u8(rows, low_nibble));
+          a[2 * h + 1][p] = vreinterpretq_s8_u8(vshrq_n_u8(rows, 4));
+        }
+      }
+      for (int o = 0; o < 4; ++o) {
+        int8x16_t xo[kPairs];
+        load_pairs<kPairs>(xk, xo), xk += kPairs * 16;
+        asm("" : "+r"(xk));  // an opaque step: GCC then post-increments instead of adding offsets
+        for (int p = 0; p < 2; ++p)
+          for (int u = 0; u < kPairs; ++u) acc[p][u] = smmla(acc[p][u], a[o][p], xo[u]);
+      }
+    }
+    // as the decode kernel, row r and token t: (sum q x_q - z sum x_q) * (s * x_scale), fp32 FMA
+    const float32x4_t s = group_scales(b, j);
+    const float32x4_t s_by_pair[2] = {vzip1q_f32(s, s), vzip2q_f32(s, s)};
+    for (int u = 0; u < kPairs; ++u) {
+      const float32x4_t scales = vld1q_f32(x_scales + j * 16 + 4 * u);
+      for (int p = 0; p < 2; ++p) {
+        total[p][u] = vfmaq_f32(total[p][u], vcvtq_f32_s32(acc[p][u]), vmulq_f32(scales, s_by_pair[p]));
+      }
+    }
+  }
+  const int64_t rows = w.rows;
+#pragma GCC unroll 4
+  for (int u = 0; u < kPairs; ++u) {  // unrolled, or GCC keeps total in memory and stores it every group
+    // {row 0, 1, 2, 3} of token a (even lanes of the two row pairs) and of token b (odd lanes)
+    const float32x4_t by_token[2] = {vuzp1q_f32(total[0][u], total[1][u]), vuzp2q_f32(total[0][u], total[1][u])};
+    for (int t = 0; t < 2; ++t) {
+      const int64_t i = i0 + 2 * u + t;
+      if (i < m) store_rows(by_token[t], b, y + i * rows + n0);
     }
   }
 }
 
 template <int kGroup>
-AWQ_EDGE_TARGET_I8MM void i8mm_block(const LinearWeight& w, const PairedX& x, int64_t pair, int64_t n0, int64_t m,
-                                     float* y) {
-  const LinearWeight::Layout& layout = *w.layout;
-  const int64_t cols = w.cols, groups = cols / kGroup;
-  // rows n0, n0 + 1 (n0 even) are neighbours in their block's chunks (a padding row past N is 0)
-  const uint8_t* pair_rows = layout.chunks[(n0 / kRows) * (cols / 32)].bytes + (n0 % kRows) * 16;  // + 2k: column k
-  const int64_t by4 = (n0 / kRows) * groups * kRows + n0 % kRows;                            // + 4j: group j
-  const int8_t* xp = x.values.data() + pair * 2 * cols;
-  const uint8x16_t low_nibble = vdupq_n_u8(0xF);
-  float32x4_t total = vdupq_n_f32(0.0f);  // {n0.i, n0.i+1, n1.i, n1.i+1}
-  for (int64_t j = 0; j < groups; ++j) {
-    int32x4_t acc = vdupq_n_s32(0);
-    for (int64_t k = j * kGroup; k < (j + 1) * kGroup; k += 32) {
-      const uint8x16x2_t q = vld1q_u8_x2(pair_rows + 2 * k);
-      const uint8x16_t q0 = q.val[0], q1 = q.val[1];
-      const uint64x2_t even0 = vreinterpretq_u64_u8(vandq_u8(q0, low_nibble));
-      const uint64x2_t even1 = vreinterpretq_u64_u8(vandq_u8(q1, low_nibble));
-      const uint64x2_t odd0 = vreinterpretq_u64_u8(vshrq_n_u8(q0, 4)), odd1 = vreinterpretq_u64_u8(vshrq_n_u8(q1, 4));
-      const int8_t* xk = xp + k * 2;  // 4 steps of (2 tokens x 8) for this 32-column block
-      acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip1q_u64(even0, even1)), vld1q_s8(xk));
-      acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip2q_u64(even0, even1)), vld1q_s8(xk + 16));
-      acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip1q_u64(odd0, odd1)), vld1q_s8(xk + 32));
-      acc = vmmlaq_s32(acc, vreinterpretq_s8_u64(vzip2q_u64(odd0, odd1)), vld1q_s8(xk + 48));
-    }
-    const int64_t i0 = pair * 2;
-    const float s0 = fp16_to_float(layout.scales_by4[by4 + kRows * j]);
-    const float s1 = fp16_to_float(layout.scales_by4[by4 + kRows * j + 1]);
-    const int32_t z0 = layout.zeros_by4[by4 + kRows * j], z1 = layout.zeros_by4[by4 + kRows * j + 1];
-    const int32_t xq0 = x.qsums[i0 * groups + j], xq1 = x.qsums[(i0 + 1) * groups + j];
-    const float xs0 = x.scales[i0 * groups + j], xs1 = x.scales[(i0 + 1) * groups + j];
-    const int32_t zero_terms[4] = {z0 * xq0, z0 * xq1, z1 * xq0, z1 * xq1};
-    const float factors[4] = {s0 * xs0, s0 * xs1, s1 * xs0, s1 * xs1};
-    const int32x4_t exact = vsubq_s32(acc, vld1q_s32(zero_terms));
-    total = vfmaq_f32(total, vcvtq_f32_s32(exact), vld1q_f32(factors));
-  }
-  float out[4];
-  vst1q_f32(out, total);
-  const int64_t i0 = pair * 2, rows = w.rows;
-  y[i0 * rows + n0] = out[0];
-  if (i0 + 1 < m) y[(i0 + 1) * rows + n0] = out[1];
-  if (n0 + 1 < rows) {
-    y[i0 * rows + n0 + 1] = out[2];
-    if (i0 + 1 < m) y[(i0 + 1) * rows + n0 + 1] = out[3];
+void i8mm_tile_pairs(const LinearWeight& w, const PairX& x, int64_t i0, int64_t n0, int64_t m, float* y) {
+  switch (tile_pairs(i0, m)) {
+    case 4: return i8mm_tile<kGroup, 4>(w, x, i0, n0, m, y);
+    case 2: return i8mm_tile<kGroup, 2>(w, x, i0, n0, m, y);
+    default: return i8mm_tile<kGroup, 1>(w, x, i0, n0, m, y);
   }
 }
 
 void i8mm_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
-  thread_local PairedX paired_storage;
+  thread_local PairX paired_storage;
   pair_tokens(x, m, w.cols, w.scheme.group_size, paired_storage);
-  const PairedX& paired = paired_storage;  // the caller's, not each worker's thread_local
-  const int64_t row_pairs = (w.rows + 1) / 2, token_pairs = (m + 1) / 2;
-  pool.run(row_pairs, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      for (int64_t pair = 0; pair < token_pairs; ++pair) {
+  const PairX& paired = paired_storage;  // the caller's, not each worker's thread_local
+  const int64_t blocks = (w.rows + kRows - 1) / kRows;
+  pool.run(blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      for (int64_t i0 = 0; i0 < m; i0 += kPairTileTokens) {  // a block's tiles back to back: W from L1
         switch (w.scheme.group_size) {
-          case 32: i8mm_block<32>(w, paired, pair, p * 2, m, y); break;
-          case 64: i8mm_block<64>(w, paired, pair, p * 2, m, y); break;
-          default: i8mm_block<128>(w, paired, pair, p * 2, m, y); break;
+          case 32: i8mm_tile_pairs<32>(w, paired, i0, block * kRows, m, y); break;
+          case 64: i8mm_tile_pairs<64>(w, paired, i0, block * kRows, m, y); break;
+          default: i8mm_tile_pairs<128>(w, paired, i0, block * kRows, m, y); break;
         }
       }
     }
@@ -864,7 +970,7 @@ void linear_neon(const LinearWeight& w, const float* x, int64_t m, float* y, Thr
   const int64_t rows = w.rows, cols = w.cols;
   const bool grouped = w.scheme.kind == Scheme::Kind::Grouped;
   const bool int8 = w.level == KernelLevel::NeonDot || w.level == KernelLevel::NeonI8mm;
-  if (grouped && w.level == KernelLevel::NeonI8mm && m >= 2) return i8mm_matmul(w, x, m, y, pool);
+  if (grouped && w.level == KernelLevel::NeonI8mm && m >= kMinTiledRows) return i8mm_matmul(w, x, m, y, pool);
   if (grouped && w.level == KernelLevel::NeonDot && m >= kMinTiledRows) return dot_matmul(w, x, m, y, pool);
   if (m >= kMinTiledRows && !(grouped && int8)) return faithful_prefill(w, x, m, y, pool);
   thread_local PreparedX prepared;
