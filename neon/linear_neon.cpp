@@ -67,13 +67,9 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/auxv.h>
-#elif defined(__APPLE__)
-#include <sys/sysctl.h>
-#endif
 
 #include "awq_edge/fp16.h"
+#include "cpu_features.h"
 #include "linear_layout.h"
 
 // Per-function instruction-set extensions (GCC >= 10, Clang): a function so marked runs only
@@ -92,40 +88,6 @@ constexpr int kTileRows = 16;     // rows of W dequantized at once on the tiled 
 constexpr int kTileX = 4;         // register block of the tile kernel: 4 rows of x ...
 constexpr int kTileW = 4;         // ... times 4 rows of W = 16 accumulators (+ 8 loaded vectors)
 
-// ---------------------------------------------------------------------------------------------
-// CPU features
-// ---------------------------------------------------------------------------------------------
-struct Features {
-  bool fp16 = false, dotprod = false, i8mm = false;
-};
-
-Features detect_features() {
-  Features f;
-#if defined(__linux__)
-  constexpr unsigned long kHwcapAsimdHp = 1ul << 10;  // HWCAP_ASIMDHP: fp16 vector arithmetic
-  constexpr unsigned long kHwcapAsimdDp = 1ul << 20;  // HWCAP_ASIMDDP: SDOT/UDOT
-  constexpr unsigned long kHwcap2I8mm = 1ul << 13;    // HWCAP2_I8MM: SMMLA
-  const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
-  f.fp16 = hwcap & kHwcapAsimdHp;
-  f.dotprod = hwcap & kHwcapAsimdDp;
-  f.i8mm = hwcap2 & kHwcap2I8mm;
-#elif defined(__APPLE__)
-  auto has = [](const char* name) {
-    int value = 0;
-    size_t size = sizeof(value);
-    return sysctlbyname(name, &value, &size, nullptr, 0) == 0 && value != 0;
-  };
-  f.fp16 = has("hw.optional.arm.FEAT_FP16");
-  f.dotprod = has("hw.optional.arm.FEAT_DotProd");
-  f.i8mm = has("hw.optional.arm.FEAT_I8MM");
-#endif
-  return f;
-}
-
-const Features& features() {
-  static const Features f = detect_features();
-  return f;
-}
 
 // ---------------------------------------------------------------------------------------------
 // x, prepared once a call (per row of x) in the order of the level's lanes (opening comment).
@@ -922,9 +884,9 @@ void i8mm_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, Thr
 bool neon_level_supported(KernelLevel level) {
   switch (level) {
     case KernelLevel::NeonFp32: return true;
-    case KernelLevel::NeonFp16: return features().fp16;
-    case KernelLevel::NeonDot: return features().dotprod;
-    case KernelLevel::NeonI8mm: return features().dotprod && features().i8mm;
+    case KernelLevel::NeonFp16: return neon_features().fp16;
+    case KernelLevel::NeonDot: return neon_features().dotprod;
+    case KernelLevel::NeonI8mm: return neon_features().dotprod && neon_features().i8mm;
     default: return false;
   }
 }
