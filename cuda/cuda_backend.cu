@@ -110,15 +110,8 @@ class CudaKVCache final : public KVCache {
 class CudaRopeTable final : public RopeTable {
  public:
   CudaRopeTable(const std::vector<float>& inv_freq, int64_t positions) : positions_(positions) {
-    const size_t half = inv_freq.size();
-    std::vector<float> cos_table(static_cast<size_t>(positions) * half), sin_table(cos_table.size());
-    for (int64_t p = 0; p < positions; ++p) {
-      for (size_t i = 0; i < half; ++i) {
-        const float angle = static_cast<float>(p) * inv_freq[i];
-        cos_table[static_cast<size_t>(p) * half + i] = std::cos(angle);
-        sin_table[static_cast<size_t>(p) * half + i] = std::sin(angle);
-      }
-    }
+    std::vector<float> cos_table, sin_table;
+    rope_cos_sin(inv_freq, positions, cos_table, sin_table);
     cos_ = device_copy(cos_table.data(), cos_table.size() * 4, "the rope cos table");
     sin_ = device_copy(sin_table.data(), sin_table.size() * 4, "the rope sin table");
   }

@@ -16,17 +16,15 @@ Needs g++-aarch64-linux-gnu, qemu-user-static and cmake (tools/install.sh instal
 """
 import argparse
 import collections
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TOOLCHAIN = ROOT / "cmake" / "toolchains" / "aarch64-linux-gnu.cmake"
+from qemu_trace import cross_build, trace
+
 NM = "aarch64-linux-gnu-nm"
 
 # level -> (qemu CPU model that has its extensions, issue 5's target in instructions per weight)
@@ -36,16 +34,7 @@ LEVELS = {
     "neon-dot": ("cortex-a76", 0.4),
     "neon-i8mm": ("max", 0.4),
 }
-NOT_COUNTED = ("pack_neon", "neon_level_supported", "detect_features", "features()")
-
-
-def build(build_dir: Path) -> Path:
-    if not (build_dir / "CMakeCache.txt").exists():
-        subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), f"-DCMAKE_TOOLCHAIN_FILE={TOOLCHAIN}",
-                        "-DCMAKE_BUILD_TYPE=Release"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", str(build_dir), "-j2", "--target", "bench_neon_linear"], check=True,
-                   stdout=subprocess.DEVNULL)
-    return build_dir / "neon" / "bench_neon_linear"
+NOT_COUNTED = ("pack_neon", "neon_level_supported")
 
 
 def kernel_ranges(build_dir: Path, program: Path) -> list:
@@ -69,34 +58,17 @@ def kernel_ranges(build_dir: Path, program: Path) -> list:
 def count(program: Path, ranges: list, cpu: str, scheme: str, level: str, rows: int, cols: int,
           tokens: int) -> collections.Counter:
     """Executed instructions per function (demangled name) for one call on `tokens` tokens."""
-    names = {start: name for start, _, name in ranges}
-    with tempfile.TemporaryDirectory() as temp:
-        fifo = Path(temp) / "exec.log"
-        os.mkfifo(fifo)
-        counts = collections.Counter()
+    counts = collections.Counter()
 
-        def read():
-            with open(fifo, "rb") as log:
-                rest = b""
-                while chunk := log.read(1 << 22):
-                    lines = (rest + chunk).split(b"\n")
-                    rest = lines.pop()
-                    for line in lines:
-                        # "Trace 0: 0x... [0000000001009331/0000000000413070/00000001/00000201] symbol"
-                        if line.startswith(b"Trace"):
-                            counts[line[line.index(b"/") + 1:line.index(b"/") + 17]] += 1
+    def on_lines(lines):
+        for line in lines:
+            # "Trace 0: 0x... [0000000001009331/0000000000413070/00000001/00000201] symbol"
+            if line.startswith(b"Trace"):
+                counts[line[line.index(b"/") + 1:line.index(b"/") + 17]] += 1
 
-        reader = threading.Thread(target=read)
-        reader.start()
-        filters = ",".join(f"0x{start:x}+0x{size:x}" for start, size, _ in ranges)
-        run = subprocess.run(["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu", "-cpu", cpu, "-singlestep",
-                              "-d", "exec,nochain", "-dfilter", filters, "-D", str(fifo), str(program),
-                              "--scheme", scheme, "--rows", str(rows), "--cols", str(cols), "--levels", level,
-                              "--tokens", str(tokens), "--threads", "1", "--iterations", "1"],
-                             capture_output=True, text=True)
-        reader.join()
-        if run.returncode != 0:
-            sys.exit(f"bench_neon_linear failed under qemu: {run.stderr}")
+    filters = ",".join(f"0x{start:x}+0x{size:x}" for start, size, _ in ranges)
+    trace(program, ["--scheme", scheme, "--rows", rows, "--cols", cols, "--levels", level, "--tokens", tokens,
+                    "--threads", 1, "--iterations", 1], cpu, on_lines, filters)
     # program counters -> the function that holds them
     by_function = collections.Counter()
     starts = sorted(ranges)
@@ -124,7 +96,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as temp:
         build_dir = args.build or Path(temp) / "build"
-        program = build(build_dir)
+        program = cross_build(build_dir, "bench_neon_linear")
         ranges = kernel_ranges(build_dir, program)
         weights = args.rows * args.cols * args.tokens  # per weight and token
         call = "one decode call (1 token" if args.tokens == 1 else f"one prefill call ({args.tokens} tokens"

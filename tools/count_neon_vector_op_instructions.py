@@ -21,16 +21,14 @@ of V) P x 64, softmax P.
 Needs g++-aarch64-linux-gnu, qemu-user-static and cmake (tools/install.sh installs them on x86-64 Debian).
 """
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TOOLCHAIN = ROOT / "cmake" / "toolchains" / "aarch64-linux-gnu.cmake"
+from qemu_trace import cross_build, trace
+
 LEVELS = ["reference", "neon-fp32"]  # the portable table, the NEON table
 
 
@@ -40,39 +38,15 @@ def elements(op: str, positions: int) -> int:
             "axpy_rows": positions * 64}[op]
 
 
-def build(build_dir: Path) -> Path:
-    if not (build_dir / "CMakeCache.txt").exists():
-        subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), f"-DCMAKE_TOOLCHAIN_FILE={TOOLCHAIN}",
-                        "-DCMAKE_BUILD_TYPE=Release"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", str(build_dir), "-j2", "--target", "bench_neon_vector_ops"], check=True,
-                   stdout=subprocess.DEVNULL)
-    return build_dir / "neon" / "bench_neon_vector_ops"
-
-
 def executed(program: Path, op: str, level: str, positions: int, iterations: int) -> int:
     """Instructions the whole program executes under qemu (one logged line each)."""
-    with tempfile.TemporaryDirectory() as temp:
-        fifo = Path(temp) / "exec.log"
-        os.mkfifo(fifo)
-        total = [0]
+    total = [0]
 
-        def read():
-            with open(fifo, "rb") as log:
-                rest = b""
-                while chunk := log.read(1 << 22):
-                    lines = (rest + chunk).split(b"\n")
-                    rest = lines.pop()
-                    total[0] += sum(1 for line in lines if line.startswith(b"Trace"))
+    def on_lines(lines):
+        total[0] += sum(1 for line in lines if line.startswith(b"Trace"))
 
-        reader = threading.Thread(target=read)
-        reader.start()
-        run = subprocess.run(["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu", "-cpu", "cortex-a53",
-                              "-singlestep", "-d", "exec,nochain", "-D", str(fifo), str(program), "--op", op,
-                              "--level", level, "--positions", str(positions), "--iterations", str(iterations)],
-                             capture_output=True, text=True)
-        reader.join()
-        if run.returncode != 0:
-            sys.exit(f"bench_neon_vector_ops failed under qemu: {run.stderr}")
+    trace(program, ["--op", op, "--level", level, "--positions", positions, "--iterations", iterations],
+          "cortex-a53", on_lines)
     return total[0]
 
 
@@ -88,7 +62,7 @@ def main():
         sys.exit(f"missing {', '.join(missing)}: install g++-aarch64-linux-gnu, qemu-user-static and cmake")
 
     with tempfile.TemporaryDirectory() as temp:
-        program = build(args.build or Path(temp) / "build")
+        program = cross_build(args.build or Path(temp) / "build", "bench_neon_vector_ops")
         qemu_version = subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True,
                                       text=True).stdout.split()[2]
         print(f"instructions executed per element, one call (1 thread) on SmolLM2-135M's sizes, counted under "

@@ -25,6 +25,7 @@
 
 #include "awq_edge/backends.h"
 #include "bindings.h"
+#include "numpy_views.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -32,28 +33,7 @@ using namespace nb::literals;
 namespace awq_edge::bindings {
 namespace {
 
-using InputArray = nb::ndarray<nb::numpy, nb::c_contig, nb::device::cpu>;
 using Matrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
-
-DType dtype_of(const InputArray& array) {
-  const nb::dlpack::dtype d = array.dtype();
-  const auto code = static_cast<nb::dlpack::dtype_code>(d.code);
-  if (code == nb::dlpack::dtype_code::Float && d.bits == 16) return DType::F16;
-  if (code == nb::dlpack::dtype_code::Float && d.bits == 32) return DType::F32;
-  if (code == nb::dlpack::dtype_code::Int && d.bits == 8) return DType::I8;
-  if (code == nb::dlpack::dtype_code::UInt && d.bits == 32) return DType::U32;
-  throw std::invalid_argument("[backends.Linear] tensors must be float16, float32, int8 or uint32 arrays");
-}
-
-TensorView view_of(const void* data, DType dtype, const std::vector<uint64_t>& shape) {
-  TensorView view;
-  view.data = data;
-  view.dtype = dtype;
-  view.shape.ndim = static_cast<uint32_t>(shape.size());
-  for (size_t axis = 0; axis < shape.size(); ++axis) view.shape.dims[axis] = shape[axis];
-  view.size = view.shape.numel() * dtype_size(dtype);
-  return view;
-}
 
 class BackendLinear {
  public:
@@ -67,11 +47,7 @@ class BackendLinear {
     options.kernels = kernels;
     options.threads = threads;
     backend_ = create_backend(backend, options);
-    for (const InputArray& array : tensors_) {
-      std::vector<uint64_t> shape;
-      for (size_t axis = 0; axis < array.ndim(); ++axis) shape.push_back(array.shape(axis));
-      views_.push_back(view_of(array.data(), dtype_of(array), shape));
-    }
+    for (const InputArray& array : tensors_) views_.push_back(view_of(array, "backends.Linear"));
     module_.name = "test";
     module_.scheme = *parsed;
     module_.rows = static_cast<uint64_t>(rows);
@@ -125,7 +101,7 @@ class BackendLinear {
   // x as a backend activation: uploaded as one (1, m*K) vector, then viewed as (m, K).
   Activation upload(const Matrix& x) {
     const uint64_t m = x.shape(0), k = x.shape(1);
-    Activation a = backend_->upload_vector(view_of(x.data(), DType::F32, {m * k}));
+    Activation a = backend_->upload_vector(flat_view(x.data(), DType::F32, m * k));
     a.rows = static_cast<int64_t>(m);
     a.cols = static_cast<int64_t>(k);
     a.row_stride = static_cast<int64_t>(k);

@@ -24,6 +24,7 @@
 #include "../backends/cpu/linear.h"
 #include "../backends/cpu/thread_pool.h"
 #include "bindings.h"
+#include "numpy_views.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -33,7 +34,6 @@ namespace awq_edge::bindings {
 namespace {
 
 using cpu::KernelLevel;
-using InputArray = nb::ndarray<nb::numpy, nb::c_contig, nb::device::cpu>;
 using Matrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
 Scheme parse_scheme(const std::string& text) {
@@ -52,32 +52,6 @@ KernelLevel parse_level(const std::string& text) {
                               "': expected best, reference, avx2, avx512, neon-fp32, neon-fp16, neon-dot or neon-i8mm");
 }
 
-DType dtype_of(const InputArray& array) {
-  const nb::dlpack::dtype d = array.dtype();
-  const auto code = static_cast<nb::dlpack::dtype_code>(d.code);
-  if (code == nb::dlpack::dtype_code::Float && d.bits == 16) return DType::F16;
-  if (code == nb::dlpack::dtype_code::Float && d.bits == 32) return DType::F32;
-  if (code == nb::dlpack::dtype_code::Int && d.bits == 8) return DType::I8;
-  if (code == nb::dlpack::dtype_code::UInt && d.bits == 8) return DType::U8;
-  if (code == nb::dlpack::dtype_code::Int && d.bits == 32) return DType::I32;
-  if (code == nb::dlpack::dtype_code::UInt && d.bits == 32) return DType::U32;
-  throw std::invalid_argument("[cpu linear] unsupported numpy dtype (code " + std::to_string(d.code) + ", " +
-                              std::to_string(d.bits) + " bits)");
-}
-
-TensorView view_of(const InputArray& array) {
-  if (array.ndim() < 1 || array.ndim() > kMaxDims) {
-    throw std::invalid_argument("[cpu linear] tensors must have 1..4 dimensions, found " + std::to_string(array.ndim()));
-  }
-  TensorView view;
-  view.data = array.data();
-  view.dtype = dtype_of(array);
-  view.shape.ndim = static_cast<uint32_t>(array.ndim());
-  for (size_t axis = 0; axis < array.ndim(); ++axis) view.shape.dims[axis] = array.shape(axis);
-  view.size = view.shape.numel() * dtype_size(view.dtype);
-  return view;
-}
-
 // A packed weight with the arrays it points into and its own pool.
 class LinearLayer {
  public:
@@ -86,7 +60,7 @@ class LinearLayer {
       : tensors_(std::move(tensors)), pool_(std::make_unique<cpu::ThreadPool>(threads)) {
     if (threads < 1) throw std::invalid_argument("[cpu linear] threads must be >= 1, found " + std::to_string(threads));
     std::vector<TensorView> views;
-    for (const InputArray& array : tensors_) views.push_back(view_of(array));
+    for (const InputArray& array : tensors_) views.push_back(view_of(array, "cpu linear"));
     weight_ = cpu::pack_linear(parse_scheme(scheme), rows, cols, views, parse_level(level));
   }
 
@@ -116,7 +90,7 @@ class LinearLayer {
     for (int c = 1; c < copies; ++c) {
       std::vector<TensorView> views;
       for (const InputArray& array : tensors_) {
-        TensorView view = view_of(array);
+        TensorView view = view_of(array, "cpu linear");
         const auto* bytes = static_cast<const uint8_t*>(view.data);
         buffers.emplace_back(bytes, bytes + view.size);
         view.data = buffers.back().data();

@@ -2,6 +2,7 @@
 // default implementations (a backend with fused kernels overrides them).
 #include "awq_edge/backend.h"
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -17,6 +18,20 @@ Activation Activation::rows_view(int64_t first, int64_t count) const {
   view.rows = count;
   view.data = static_cast<char*>(data) + first * row_stride * element_size;
   return view;
+}
+
+void rope_cos_sin(const std::vector<float>& inv_freq, int64_t positions, std::vector<float>& cos,
+                  std::vector<float>& sin) {
+  const size_t half = inv_freq.size();
+  cos.resize(static_cast<size_t>(positions) * half);
+  sin.resize(cos.size());
+  for (int64_t p = 0; p < positions; ++p) {
+    for (size_t i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(p) * inv_freq[i];
+      cos[static_cast<size_t>(p) * half + i] = std::cos(angle);
+      sin[static_cast<size_t>(p) * half + i] = std::sin(angle);
+    }
+  }
 }
 
 bool Backend::begin_step(const int32_t* /*tokens*/, int64_t /*n*/, int64_t /*first_position*/,

@@ -71,16 +71,8 @@ class CpuKVCache final : public KVCache {
 class CpuRopeTable final : public RopeTable {
  public:
   CpuRopeTable(const std::vector<float>& inv_freq, int64_t max_positions)
-      : half_dim_(static_cast<int64_t>(inv_freq.size())),
-        cos_(static_cast<size_t>(max_positions * half_dim_)),
-        sin_(cos_.size()) {
-    for (int64_t p = 0; p < max_positions; ++p) {
-      for (int64_t i = 0; i < half_dim_; ++i) {
-        const float angle = static_cast<float>(p) * inv_freq[static_cast<size_t>(i)];
-        cos_[static_cast<size_t>(p * half_dim_ + i)] = std::cos(angle);
-        sin_[static_cast<size_t>(p * half_dim_ + i)] = std::sin(angle);
-      }
-    }
+      : half_dim_(static_cast<int64_t>(inv_freq.size())) {
+    rope_cos_sin(inv_freq, max_positions, cos_, sin_);
   }
   int64_t positions() const { return static_cast<int64_t>(cos_.size()) / half_dim_; }
   const float* cos(int64_t position) const { return cos_.data() + position * half_dim_; }

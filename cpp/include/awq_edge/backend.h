@@ -69,6 +69,11 @@ struct AttentionShape {
   float scale = 1.0f;      // applied to q.k, 1 / sqrt(D)
 };
 
+// cos and sin of p * inv_freq[i] for positions p in [0, positions), each (positions, D/2) row-major, in
+// float32 as transformers computes them: the tables prepare_rope implementations keep.
+void rope_cos_sin(const std::vector<float>& inv_freq, int64_t positions, std::vector<float>& cos,
+                  std::vector<float>& sin);
+
 class Backend {
  public:
   virtual ~Backend() = default;
