@@ -15,6 +15,7 @@
 //     partial[token][head][split] = (D weighted-V sums, max, sum).
 //     With rope tables given, q is rotated as it is read (the rotary embedding fused in).
 //   combine_kernel     grid (n, nh): merges the splits and normalises.
+#include "attention_math.h"
 #include "kernels.h"
 #include "launch_check.h"
 
@@ -37,10 +38,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArgumen
   const int first_head = kv_head * group + chunk * kHeadsPerBlock;
   const int heads = min(kHeadsPerBlock, group - chunk * kHeadsPerBlock);
   const int64_t first_position = *a.first_position;
-  const int64_t length = first_position + token + 1;
-  const int64_t longest = first_position + a.q.rows;            // the last token's length
-  const int64_t span = (longest + a.splits - 1) / a.splits;     // positions per split
-  const int64_t begin = split * span, end = min(length, begin + span);
+  const cuda_layout::PositionRange range = cuda_layout::split_positions(first_position, a.q.rows, a.splits, split, token);
   const int64_t kv_stride = static_cast<int64_t>(a.n_kv_heads) * D;
 
   float q[kHeadsPerBlock][E], acc[kHeadsPerBlock][E], running_max[kHeadsPerBlock], running_sum[kHeadsPerBlock];
@@ -70,7 +68,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArgumen
   }
   const __half* keys = reinterpret_cast<const __half*>(a.cache_k) + kv_head * D;
   const __half* values = reinterpret_cast<const __half*>(a.cache_v) + kv_head * D;
-  for (int64_t p = begin + warp; p < end; p += kWarps) {
+  for (int64_t p = range.begin + warp; p < range.end; p += kWarps) {
     float k[E], v[E];
 #pragma unroll
     for (int e = 0; e < E; ++e) {
@@ -85,13 +83,9 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArgumen
 #pragma unroll
       for (int e = 0; e < E; ++e) score += q[g][e] * k[e];
       for (int offset = 16; offset > 0; offset /= 2) score += __shfl_xor_sync(0xFFFFFFFFu, score, offset);
-      const float new_max = fmaxf(running_max[g], score);
-      const float correction = running_max[g] == -INFINITY ? 0.0f : __expf(running_max[g] - new_max);
-      const float weight = __expf(score - new_max);
-      running_sum[g] = running_sum[g] * correction + weight;
+      const cuda_layout::SoftmaxStep step = cuda_layout::online_softmax_step(running_max[g], running_sum[g], score);
 #pragma unroll
-      for (int e = 0; e < E; ++e) acc[g][e] = acc[g][e] * correction + weight * v[e];
-      running_max[g] = new_max;
+      for (int e = 0; e < E; ++e) acc[g][e] = acc[g][e] * step.correction + step.weight * v[e];
     }
   }
   if (lane == 0) {
@@ -112,8 +106,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArgumen
     for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, warp_max[w][g]);
     float total = 0.0f;
     for (int w = 0; w < kWarps; ++w) {
-      if (warp_max[w][g] == -INFINITY) continue;  // this warp saw no position
-      const float factor = __expf(warp_max[w][g] - block_max);
+      const float factor = cuda_layout::merge_factor(warp_max[w][g], block_max);  // 0: the warp saw no position
       total += factor * (d < D ? warp_acc[w][g][d] : warp_sum[w][g]);
     }
     float* out = a.partial + ((token * a.n_heads + first_head + g) * a.splits + split) * (D + 2);
@@ -133,8 +126,7 @@ __global__ void combine_kernel(AttentionArguments a) {
     float numerator = 0.0f, denominator = 0.0f;
     for (int s = 0; s < a.splits; ++s) {
       const float* part = partial + s * (D + 2);
-      if (part[D] == -INFINITY) continue;  // an empty split (past this token's causal length)
-      const float factor = __expf(part[D] - overall_max);
+      const float factor = cuda_layout::merge_factor(part[D], overall_max);  // 0: past this token's length
       numerator += factor * part[d];
       denominator += factor * part[D + 1];
     }

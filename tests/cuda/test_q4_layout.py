@@ -1,6 +1,7 @@
 """Host checks of the CUDA backend (no GPU needed, so they run in CI): the weight layout, the lane
 arithmetic the kernels share with the host and the mma fragment placement (tests/cuda/test_q4_layout.cpp,
-see its opening comment), and the tuning table's parser and launch arithmetic (test_tuning.cpp),
+see its opening comment), the attention kernel's split / online-softmax / merge arithmetic
+(test_attention_math.cpp), and the tuning table's parser and launch arithmetic (test_tuning.cpp),
 compiled with the host C++ compiler and run."""
 import shutil
 import subprocess
@@ -35,4 +36,9 @@ def test_layout_packing_and_lane_arithmetic(tmp_path):
 
 def test_tuning_table(tmp_path):
     out = build_and_run(tmp_path, "tests/cuda/test_tuning.cpp", "cuda/tuning.cpp")
+    assert "all checks passed" in out
+
+
+def test_attention_arithmetic(tmp_path):
+    out = build_and_run(tmp_path, "tests/cuda/test_attention_math.cpp")
     assert "all checks passed" in out

@@ -1,0 +1,107 @@
+// test_attention_math.cpp: the attention kernel's arithmetic (cuda/attention_math.h) on the host,
+// arranged as the kernel arranges it (cuda/attention.cu): for each token, each split covers
+// split_positions(); within a split, warp w of 4 takes positions begin + w, begin + w + 4, ...
+// with an online softmax; the warps are merged into the split's partial (max, sums), and the
+// splits into the output (combine). Checks, over first positions, token counts and split counts
+// (including splits past a token's length and warps with nothing to do):
+//   - every position [0, first_position + token] is visited exactly once, none beyond;
+//   - the result equals softmax(scores) . values computed directly in double.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "attention_math.h"
+
+using namespace awq_edge::cuda_layout;
+
+namespace {
+
+int failures = 0;
+constexpr int kWarps = 4, kDims = 5;
+
+struct Partial {
+  float max = -INFINITY, sum = 0.0f, acc[kDims] = {};
+};
+
+void check(int64_t first_position, int64_t tokens, int splits, std::mt19937& rng) {
+  const int64_t longest = first_position + tokens;
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> scores(static_cast<size_t>(longest)), values(static_cast<size_t>(longest * kDims));
+  for (float& s : scores) s = normal(rng);
+  for (float& v : values) v = normal(rng);
+  for (int64_t token = 0; token < tokens; ++token) {
+    const int64_t length = first_position + token + 1;
+    std::vector<int> visits(static_cast<size_t>(longest + 64), 0);
+    std::vector<Partial> split_partials;
+    for (int split = 0; split < splits; ++split) {
+      const PositionRange range = split_positions(first_position, tokens, splits, split, token);
+      Partial warp_partials[kWarps];
+      for (int w = 0; w < kWarps; ++w) {
+        Partial& part = warp_partials[w];
+        for (int64_t p = range.begin + w; p < range.end; p += kWarps) {
+          ++visits[static_cast<size_t>(p)];
+          const SoftmaxStep step = online_softmax_step(part.max, part.sum, scores[static_cast<size_t>(p)]);
+          for (int d = 0; d < kDims; ++d) part.acc[d] = part.acc[d] * step.correction + step.weight * values[static_cast<size_t>(p * kDims + d)];
+        }
+      }
+      Partial merged;  // the block's merge of its warps
+      for (const Partial& part : warp_partials) merged.max = std::fmax(merged.max, part.max);
+      float total_sum = 0.0f, total_acc[kDims] = {};
+      for (const Partial& part : warp_partials) {
+        const float factor = merge_factor(part.max, merged.max);
+        total_sum += factor * part.sum;
+        for (int d = 0; d < kDims; ++d) total_acc[d] += factor * part.acc[d];
+      }
+      merged.sum = total_sum;
+      for (int d = 0; d < kDims; ++d) merged.acc[d] = total_acc[d];
+      split_partials.push_back(merged);
+    }
+    // combine
+    float overall = -INFINITY;
+    for (const Partial& part : split_partials) overall = std::fmax(overall, part.max);
+    double numerator[kDims] = {}, denominator = 0.0;
+    for (const Partial& part : split_partials) {
+      const float factor = merge_factor(part.max, overall);
+      denominator += factor * part.sum;
+      for (int d = 0; d < kDims; ++d) numerator[d] += factor * part.acc[d];
+    }
+    // reference
+    double top = -INFINITY, z = 0.0, expected[kDims] = {};
+    for (int64_t p = 0; p < length; ++p) top = std::fmax(top, scores[static_cast<size_t>(p)]);
+    for (int64_t p = 0; p < length; ++p) {
+      const double w = std::exp(scores[static_cast<size_t>(p)] - top);
+      z += w;
+      for (int d = 0; d < kDims; ++d) expected[d] += w * values[static_cast<size_t>(p * kDims + d)];
+    }
+    for (int64_t p = 0; p < longest + 64; ++p) {
+      const int want = p < length ? 1 : 0;
+      if (visits[static_cast<size_t>(p)] != want && ++failures <= 20) {
+        std::printf("FAIL visits: first %lld tokens %lld splits %d token %lld position %lld: %d, want %d\n",
+                    static_cast<long long>(first_position), static_cast<long long>(tokens), splits,
+                    static_cast<long long>(token), static_cast<long long>(p), visits[static_cast<size_t>(p)], want);
+      }
+    }
+    for (int d = 0; d < kDims; ++d) {
+      const double got = numerator[d] / denominator, want = expected[d] / z;
+      if (!(std::fabs(got - want) <= 1e-5 * 3.0 * 4 + 1e-5) && ++failures <= 20) {
+        std::printf("FAIL value: first %lld tokens %lld splits %d token %lld dim %d: %.7g, want %.7g\n",
+                    static_cast<long long>(first_position), static_cast<long long>(tokens), splits,
+                    static_cast<long long>(token), d, got, want);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(7);
+  for (int64_t first : {0, 1, 5, 63, 100, 1000}) {
+    for (int64_t tokens : {1, 2, 3, 17, 64}) {
+      for (int splits : {1, 2, 3, 7, 17, 64}) check(first, tokens, splits, rng);
+    }
+  }
+  if (failures == 0) std::printf("all checks passed\n");
+  return failures == 0 ? 0 : 1;
+}
