@@ -135,3 +135,38 @@ def test_decode_steps_replayed_as_cuda_graphs_give_identical_logits(tiny_awqe, m
     assert "CUDA graphs off" in description
     for step, (a, b) in enumerate(zip(recorded, eager)):
         assert np.array_equal(a, b), f"step {step}"
+
+
+# Attention shapes the tiny kinds (head_dim 32, 2 query heads per kv head) do not reach: more than 8
+# query heads per kv head (two blocks per kv head), and head dims that take 2, 4 (with a partial
+# last element) and 8 elements per lane.
+ATTENTION_SHAPES = {
+    "group16": dict(num_attention_heads=16, num_key_value_heads=1, head_dim=16),
+    "head_dim64": dict(num_attention_heads=2, num_key_value_heads=1, head_dim=64),
+    "head_dim80": dict(num_attention_heads=2, num_key_value_heads=2, head_dim=80),
+    "head_dim128": dict(num_attention_heads=2, num_key_value_heads=1, head_dim=128),
+    "head_dim256": dict(num_attention_heads=1, num_key_value_heads=1, head_dim=256),
+}
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("shape", sorted(ATTENTION_SHAPES))
+def test_attention_shapes_match_transformers(tmp_path, shape):
+    import torch
+
+    from awq_edge.evaluate import load_awqe_as_transformers
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+    source = save_tiny_model("llama", tmp_path / "hf", **ATTENTION_SHAPES[shape])
+    path = tmp_path / "model.awqe"
+    quantize_model(source, path, QuantizeOptions(method="rtn", group_size=32, lm_head="int8"))
+    generator = Generator(path, backend="cuda")
+    ids = np.random.default_rng(1).integers(0, generator.vocab_size, 40).tolist()
+    model, _ = load_awqe_as_transformers(path)
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+    got = np.concatenate([generator.logits(ids[:20])] + [generator.logits([t]) for t in ids[20:]])
+    bound = RELATIVE * np.abs(expected).max() + ABSOLUTE
+    error = np.abs(got - expected).max()
+    assert error <= bound, f"{shape}: max |diff| {error:.3g} > {bound:.3g}"
