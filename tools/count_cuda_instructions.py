@@ -28,13 +28,13 @@ LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 
 
 def kernel_sass(sass: str, tokens: int) -> list[tuple[int, str]]:
-    """(address, instruction) of gemv_q4_kernel<tokens>."""
+    """(address, instruction) of gemv_q4_kernel<tokens, false> (the plain one, not the gated MLP variant)."""
     marker = re.compile(r"Function : (\S+)")
     functions = marker.split(sass)
     for name, body in zip(functions[1::2], functions[2::2]):
-        if "gemv_q4_kernel" in name and f"ILi{tokens}E" in name:
+        if "gemv_q4_kernel" in name and f"ILi{tokens}ELb0E" in name:
             return [(int(address, 16), text) for address, text in LINE.findall(body)]
-    raise SystemExit(f"gemv_q4_kernel<{tokens}> not found in the disassembly")
+    raise SystemExit(f"gemv_q4_kernel<{tokens}, false> not found in the disassembly")
 
 
 def main_loop_length(instructions: list[tuple[int, str]]) -> int:
