@@ -25,10 +25,14 @@ namespace {
 
 constexpr int kDepth = 4;  // weight tiles (16 bytes per lane each) a warp keeps in flight
 
-// acc[t][r] += the lane's share of token t's dot product with row 8r + gid of `strip`.
+// acc[t][r] = the lane's share of token t's dot product with row 8r + gid of `strip`.
 template <int M>
 __device__ __forceinline__ void accumulate_strip(const GroupedWeight& w, int64_t strip, const uint4* __restrict__ x,
                                                  const float* __restrict__ multipliers, float acc[M][4]) {
+#pragma unroll
+  for (int t = 0; t < M; ++t)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[t][r] = 0.0f;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
   const int blocks = static_cast<int>(w.blocks), groups = static_cast<int>(w.groups);
@@ -100,18 +104,10 @@ __global__ void __launch_bounds__(256) gemv_q4_kernel(GroupedWeight w, GroupedWe
   extern __shared__ float warp_sums[];  // (warps, M, 32 rows), twice when gated
   const int64_t strip = blockIdx.x;
   float acc[M][4];
-#pragma unroll
-  for (int t = 0; t < M; ++t)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) acc[t][r] = 0.0f;
   accumulate_strip<M>(w, strip, x, multipliers, acc);
   reduce_strip<M>(acc, warp_sums);
   float* warp_sums2 = warp_sums + (blockDim.x >> 5) * M * 32;
   if constexpr (kGated) {
-#pragma unroll
-    for (int t = 0; t < M; ++t)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[t][r] = 0.0f;
     accumulate_strip<M>(w2, strip, x, multipliers, acc);
     reduce_strip<M>(acc, warp_sums2);
   }

@@ -91,25 +91,30 @@ def test_cuda_agrees_with_cpu_reference_kernels_on_real_layer_shapes():
 RELATIVE, ABSOLUTE = 2e-2, 1e-3
 
 
+def assert_prefill_and_decode_match_transformers(generator, path, prompt: int, total: int, seed: int):
+    """Logits of a `prompt`-token prefill and the decode steps up to `total` tokens against transformers
+    running the file's dequantized weights in float32."""
+    import torch
+
+    from awq_edge.evaluate import load_awqe_as_transformers
+    ids = np.random.default_rng(seed).integers(0, generator.vocab_size, total).tolist()
+    model, _ = load_awqe_as_transformers(path)
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+    got = np.concatenate([generator.logits(ids[:prompt])] + [generator.logits([t]) for t in ids[prompt:]])
+    bound = RELATIVE * np.abs(expected).max() + ABSOLUTE
+    error = np.abs(got - expected).max()
+    assert error <= bound, f"{path}: max |diff| {error:.3g} > {bound:.3g}"
+
+
 @pytest.mark.gpu
 @gpu_only
 @pytest.mark.parametrize("kind", TINY_KINDS)
 @pytest.mark.parametrize("prefill_chunk", [8, 128])
 def test_logits_match_transformers(tiny_awqe, kind, prefill_chunk):
-    import torch
-
-    from awq_edge.evaluate import load_awqe_as_transformers
-    path = tiny_awqe(kind)
-    generator = Generator(path, backend="cuda", prefill_chunk=prefill_chunk)
+    generator = Generator(tiny_awqe(kind), backend="cuda", prefill_chunk=prefill_chunk)
     assert generator.backend.startswith("cuda")
-    ids = np.random.default_rng(0).integers(0, generator.vocab_size, 56).tolist()
-    model, _ = load_awqe_as_transformers(path)
-    with torch.no_grad():
-        expected = model(torch.tensor([ids])).logits[0].numpy()
-    got = np.concatenate([generator.logits(ids[:24])] + [generator.logits([t]) for t in ids[24:]])
-    bound = RELATIVE * np.abs(expected).max() + ABSOLUTE
-    error = np.abs(got - expected).max()
-    assert error <= bound, f"{kind}: max |diff| {error:.3g} > {bound:.3g}"
+    assert_prefill_and_decode_match_transformers(generator, tiny_awqe(kind), prompt=24, total=56, seed=0)
 
 
 @pytest.mark.gpu
@@ -153,20 +158,9 @@ ATTENTION_SHAPES = {
 @gpu_only
 @pytest.mark.parametrize("shape", sorted(ATTENTION_SHAPES))
 def test_attention_shapes_match_transformers(tmp_path, shape):
-    import torch
-
-    from awq_edge.evaluate import load_awqe_as_transformers
     from awq_edge.quantize import QuantizeOptions, quantize_model
     from tiny_models import save_tiny_model
     source = save_tiny_model("llama", tmp_path / "hf", **ATTENTION_SHAPES[shape])
     path = tmp_path / "model.awqe"
     quantize_model(source, path, QuantizeOptions(method="rtn", group_size=32, lm_head="int8"))
-    generator = Generator(path, backend="cuda")
-    ids = np.random.default_rng(1).integers(0, generator.vocab_size, 40).tolist()
-    model, _ = load_awqe_as_transformers(path)
-    with torch.no_grad():
-        expected = model(torch.tensor([ids])).logits[0].numpy()
-    got = np.concatenate([generator.logits(ids[:20])] + [generator.logits([t]) for t in ids[20:]])
-    bound = RELATIVE * np.abs(expected).max() + ABSOLUTE
-    error = np.abs(got - expected).max()
-    assert error <= bound, f"{shape}: max |diff| {error:.3g} > {bound:.3g}"
+    assert_prefill_and_decode_match_transformers(Generator(path, backend="cuda"), path, prompt=20, total=40, seed=1)
