@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The CUDA backend's checks and measurements on a machine with an NVIDIA GPU, in one command, for a
+# short session on a lent GPU (the issue's evidence list, issue 4): builds the package for this GPU,
+# runs the GPU tests, compute-sanitizer (memcheck, racecheck) on a subset of them, the benchmarks and
+# the tuner. Every stage writes its log under $OUT (default ./gpu-results) and the run goes on after
+# a failed stage; the summary at the end says which failed.
+#
+#   OUT=results bash tools/gpu_check.sh [--quick]      # --quick: no sanitizers, no tuner
+#
+# Needs torch and transformers (baselines, tests), nvcc, nvidia-smi; compute-sanitizer if present.
+# No network: the SmolLM2 end-to-end test (it downloads its model) is not run here.
+set -u
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-results}
+quick=${1:-}
+mkdir -p "$out"
+declare -a summary
+
+stage() {  # stage NAME COMMAND...: runs COMMAND, output to $out/NAME.log, records the outcome
+  local name=$1
+  shift
+  local start=$SECONDS
+  if "$@" > "$out/$name.log" 2>&1; then
+    summary+=("ok      $name ($((SECONDS - start)) s)")
+  else
+    summary+=("FAILED  $name ($((SECONDS - start)) s): see $out/$name.log")
+  fi
+}
+
+stage machine bash -c 'date -u; nvidia-smi; nvcc --version; python3 -c "import torch; print(torch.__version__, torch.version.cuda)"'
+stage build pip install --no-build-isolation --no-deps -v .
+stage backend python3 -c "from awq_edge._awq_edge import backends; print(backends.compiled(), backends.available('cuda'))"
+stage pytest-host python3 -m pytest -q tests/cuda/test_q4_layout.py tests/cuda/test_kernels_compile.py
+stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda -rs
+stage count-instructions python3 tools/count_cuda_instructions.py
+if [ "$quick" != "--quick" ] && command -v compute-sanitizer > /dev/null; then
+  # a subset: the sanitizers slow kernels down by 10-100x
+  subset=(-q -m gpu tests/cuda/test_cuda_backend.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed")
+  stage sanitizer-memcheck compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
+  stage sanitizer-racecheck compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
+fi
+stage bench-cuda python3 tools/bench_cuda.py
+if [ "$quick" != "--quick" ]; then
+  stage tune-cuda python3 tools/tune_cuda.py
+fi
+
+printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
