@@ -178,9 +178,10 @@ void Model::forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool 
   const float eps = config_.rms_norm_eps;
 
   const LinearWeights& head = lm_head_ ? *lm_head_ : *embed_;
-  const int64_t rows = logits == nullptr ? 0 : all_logits ? n : 1;
-  Activation head_input = normed.rows_view(n - std::max<int64_t>(rows, 1), std::max<int64_t>(rows, 1));
-  Activation head_output = full.logits.rows_view(0, std::max<int64_t>(rows, 1));
+  const int64_t rows = logits == nullptr ? 0 : all_logits ? n : 1;  // rows of logits wanted
+  const int64_t head_rows = std::max<int64_t>(rows, 1);                // the views need one row
+  Activation head_input = normed.rows_view(n - head_rows, head_rows);
+  Activation head_output = full.logits.rows_view(0, head_rows);
   // a backend that recorded this step's shape before replays it (Backend::begin_step)
   if (!b.begin_step(tokens, n, position_, rows)) {
     b.embed(*embed_, tokens, n, residual);
