@@ -9,10 +9,12 @@ so up to ~4.4 instructions per weight fit), not how fast the kernel runs.
 
     python tools/count_cuda_instructions.py [--arch 87 90] [--tokens 1 2 4 8]
 
-Needs nvcc and cuobjdump (CUDA toolkit; on machines with only nvcc:
-`pip download --no-deps nvidia-cuda-cuobjdump` and unzip it, then pass --cuobjdump PATH).
+Needs nvcc and cuobjdump with the nvdisasm it calls: the CUDA toolkit's, or the PyPI packages
+`nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` (part of the test extra on x86-64 Linux), which are
+found without --cuobjdump.
 """
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -54,29 +56,50 @@ def main_loop_length(instructions: list[tuple[int, str]]) -> int:
     return best
 
 
+def find_cuobjdump():
+    """cuobjdump on PATH, else the one the nvidia-cuda-cuobjdump wheel installs (nvidia/cu*/bin/)."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    try:
+        import nvidia
+    except ImportError:
+        return None
+    for root in getattr(nvidia, "__path__", []):
+        for candidate in sorted(Path(root).glob("cu*/bin/cuobjdump")):
+            return str(candidate)
+    return None
+
+
+def decode_loop_cost(arch: str, tokens_list, nvcc: str, cuobjdump: str) -> dict:
+    """{tokens: loop instructions per 4 tiles} of gemv_q4_kernel<tokens, false> compiled for sm_<arch>."""
+    with tempfile.TemporaryDirectory() as tmp:
+        obj = Path(tmp) / f"gemv_{arch}.o"
+        subprocess.run([nvcc, "-std=c++17", "-O3", f"-arch=sm_{arch}", f"-I{ROOT / 'cuda'}",
+                        f"-I{ROOT / 'cpp' / 'include'}", "-c", str(ROOT / "cuda" / "gemv_q4.cu"), "-o", str(obj)],
+                       check=True)
+        # cuobjdump runs nvdisasm, which the PyPI packages put next to it
+        env = {**os.environ, "PATH": f"{Path(cuobjdump).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        sass = subprocess.run([cuobjdump, "-sass", str(obj)], check=True, capture_output=True, text=True,
+                              env=env).stdout
+    return {tokens: main_loop_length(kernel_sass(sass, tokens)) for tokens in tokens_list}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", nargs="+", default=["87", "90"])
     parser.add_argument("--tokens", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--nvcc", default=shutil.which("nvcc"))
-    parser.add_argument("--cuobjdump", default=shutil.which("cuobjdump"))
+    parser.add_argument("--cuobjdump", default=find_cuobjdump())
     args = parser.parse_args()
     if not args.nvcc or not args.cuobjdump:
         sys.exit("needs nvcc and cuobjdump (see the module docstring)")
     print("| arch | tokens | loop instructions (4 tiles) | per weight | per weight and token |")
     print("|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        for arch in args.arch:
-            obj = Path(tmp) / f"gemv_{arch}.o"
-            subprocess.run([args.nvcc, "-std=c++17", "-O3", f"-arch=sm_{arch}", f"-I{ROOT / 'cuda'}",
-                            f"-I{ROOT / 'cpp' / 'include'}", "-c", str(ROOT / "cuda" / "gemv_q4.cu"), "-o", str(obj)],
-                           check=True)
-            sass = subprocess.run([args.cuobjdump, "-sass", str(obj)], check=True, capture_output=True,
-                                  text=True).stdout
-            for tokens in args.tokens:
-                length = main_loop_length(kernel_sass(sass, tokens))
-                per_weight = length / (K_DEPTH * WEIGHTS_PER_TILE)
-                print(f"| sm_{arch} | {tokens} | {length} | {per_weight:.2f} | {per_weight / tokens:.2f} |")
+    for arch in args.arch:
+        for tokens, length in decode_loop_cost(arch, args.tokens, args.nvcc, args.cuobjdump).items():
+            per_weight = length / (K_DEPTH * WEIGHTS_PER_TILE)
+            print(f"| sm_{arch} | {tokens} | {length} | {per_weight:.2f} | {per_weight / tokens:.2f} |")
 
 
 if __name__ == "__main__":
