@@ -27,10 +27,12 @@ GenerationResult = _awq_edge.GenerationResult
 class Generator:
     """A model file loaded on a backend, ready to generate.
 
-    path: a .awqe file. backend: "auto" (the best present) or a name from `awq_edge.compiled_backends()`.
-    threads: CPU threads (None: one per physical core). max_context: KV cache positions (None:
+    path: a .awqe file. backend: "auto" (the GPU when usable, else NEON on aarch64, else the CPU) or a name
+    from `awq_edge._awq_edge.backends.compiled()` ("cuda", "neon", "cpu"); `backends.available(name)` says why
+    one cannot run. threads: CPU threads (None: one per physical core). max_context: KV cache positions (None:
     min(max_position_embeddings, 4096)). kernels: CPU kernel level "auto" | "avx512" | "avx2" | "reference"; with
-    backend="neon" (aarch64) "neon" (faithful, the default) | "neon-int8" (int8 activations) | a level's name.
+    backend="neon" (aarch64) "neon" (faithful, the default) | "neon-int8" (int8 activations) | a level's name;
+    "auto" only for "cuda".
     verify_checksums: check every tensor's CRC-32 while loading (reads the whole file once).
     """
 
