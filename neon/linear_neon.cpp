@@ -407,11 +407,8 @@ void grouped_matvec(const LinearWeight& w, const PreparedX& x, float* y, ThreadP
   const int64_t blocks = (w.rows + kRows - 1) / kRows;
   pool.run(blocks, [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {
-      switch (w.scheme.group_size) {
-        case 32: grouped_matvec_rows<kPath, 32>(w, x, block * kRows, y); break;
-        case 64: grouped_matvec_rows<kPath, 64>(w, x, block * kRows, y); break;
-        default: grouped_matvec_rows<kPath, 128>(w, x, block * kRows, y); break;
-      }
+      with_group_size(w.scheme.group_size,
+                      [&](auto g) { grouped_matvec_rows<kPath, decltype(g)::value>(w, x, block * kRows, y); });
     }
   });
 }
@@ -536,9 +533,9 @@ void tile_block(const float* x, const float* tile, int64_t cols, float* y, int64
 }
 
 template <int MX>
-void tile_block_rows(int tile_rows_left, const float* x, const float* tile, int64_t cols, float* y, int64_t y_stride) {
+void tile_block_rows(int w_rows, const float* x, const float* tile, int64_t cols, float* y, int64_t y_stride) {
   static_assert(kTileW == 4, "the cases below");
-  switch (std::min(tile_rows_left, kTileW)) {
+  switch (w_rows) {
     case 4: return tile_block<MX, 4>(x, tile, cols, y, y_stride);
     case 3: return tile_block<MX, 3>(x, tile, cols, y, y_stride);
     case 2: return tile_block<MX, 2>(x, tile, cols, y, y_stride);
@@ -546,33 +543,21 @@ void tile_block_rows(int tile_rows_left, const float* x, const float* tile, int6
   }
 }
 
+// tiled_prefill's block: x_rows (1..4) rows of x times w_rows rows of the tile.
+void tile_block_any(int x_rows, int w_rows, const float* x, const float* tile, int64_t cols, float* y,
+                    int64_t y_stride) {
+  static_assert(kTileX == 4, "the cases below");
+  switch (x_rows) {
+    case 4: return tile_block_rows<4>(w_rows, x, tile, cols, y, y_stride);
+    case 3: return tile_block_rows<3>(w_rows, x, tile, cols, y, y_stride);
+    case 2: return tile_block_rows<2>(w_rows, x, tile, cols, y, y_stride);
+    default: return tile_block_rows<1>(w_rows, x, tile, cols, y, y_stride);
+  }
+}
+
 // x (m, K) in the tile's column order; y (m, N).
 void tiled_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
-  const int64_t rows = w.rows, cols = w.cols;
-  const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
-  pool.run(tiles, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> tile;
-    tile.resize(static_cast<size_t>(kTileRows * cols));
-    for (int64_t t0 = begin; t0 < end; ++t0) {
-      const int64_t n0 = t0 * kTileRows;
-      const int tile_rows = static_cast<int>(std::min<int64_t>(kTileRows, rows - n0));
-      for (int t = 0; t < tile_rows; ++t) dequantize_row_neon(w, n0 + t, tile.data() + t * cols);
-      for (int64_t i = 0; i < m; i += kTileX) {
-        const int x_rows = static_cast<int>(std::min<int64_t>(kTileX, m - i));
-        for (int t = 0; t < tile_rows; t += kTileW) {
-          const float* x_block = x + i * cols;
-          const float* w_block = tile.data() + t * cols;
-          float* y_block = y + i * rows + n0 + t;
-          switch (x_rows) {
-            case 4: tile_block_rows<4>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
-            case 3: tile_block_rows<3>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
-            case 2: tile_block_rows<2>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
-            default: tile_block_rows<1>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
-          }
-        }
-      }
-    }
-  });
+  tiled_prefill<kTileRows, kTileX, kTileW>(w, x, m, y, pool, dequantize_row_neon, tile_block_any);
 }
 
 void faithful_prefill(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
@@ -686,11 +671,8 @@ void dot_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, Thre
   pool.run(blocks, [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {
       for (int64_t tile = 0; tile < tiles; ++tile) {
-        switch (w.scheme.group_size) {
-          case 32: dot_tile<32>(w, arranged, tile, block * kRows, m, y); break;
-          case 64: dot_tile<64>(w, arranged, tile, block * kRows, m, y); break;
-          default: dot_tile<128>(w, arranged, tile, block * kRows, m, y); break;
-        }
+        with_group_size(w.scheme.group_size,
+                        [&](auto g) { dot_tile<decltype(g)::value>(w, arranged, tile, block * kRows, m, y); });
       }
     }
   });
@@ -866,11 +848,8 @@ void i8mm_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, Thr
   pool.run(blocks, [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {
       for (int64_t i0 = 0; i0 < m; i0 += kPairTileTokens) {  // a block's tiles back to back: W from L1
-        switch (w.scheme.group_size) {
-          case 32: i8mm_tile_pairs<32>(w, paired, i0, block * kRows, m, y); break;
-          case 64: i8mm_tile_pairs<64>(w, paired, i0, block * kRows, m, y); break;
-          default: i8mm_tile_pairs<128>(w, paired, i0, block * kRows, m, y); break;
-        }
+        with_group_size(w.scheme.group_size,
+                        [&](auto g) { i8mm_tile_pairs<decltype(g)::value>(w, paired, i0, block * kRows, m, y); });
       }
     }
   });

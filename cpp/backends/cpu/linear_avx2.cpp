@@ -274,42 +274,30 @@ void tile_block(const float* x, const float* tile, int64_t cols, float* y, int64
 }
 
 template <int MX>
-void tile_block_rows(int tile_rows_left, const float* x, const float* tile, int64_t cols, float* y, int64_t y_stride) {
+void tile_block_rows(int w_rows, const float* x, const float* tile, int64_t cols, float* y, int64_t y_stride) {
   static_assert(kTileWRows == 3, "the cases below");
-  switch (std::min(tile_rows_left, kTileWRows)) {
+  switch (w_rows) {
     case 3: return tile_block<MX, 3>(x, tile, cols, y, y_stride);
     case 2: return tile_block<MX, 2>(x, tile, cols, y, y_stride);
     default: return tile_block<MX, 1>(x, tile, cols, y, y_stride);
   }
 }
 
+// tiled_prefill's block: x_rows (1..4) rows of x times w_rows rows of the tile.
+void tile_block_any(int x_rows, int w_rows, const float* x, const float* tile, int64_t cols, float* y,
+                    int64_t y_stride) {
+  static_assert(kTileXRows == 4, "the cases below");
+  switch (x_rows) {
+    case 4: return tile_block_rows<4>(w_rows, x, tile, cols, y, y_stride);
+    case 3: return tile_block_rows<3>(w_rows, x, tile, cols, y, y_stride);
+    case 2: return tile_block_rows<2>(w_rows, x, tile, cols, y, y_stride);
+    default: return tile_block_rows<1>(w_rows, x, tile, cols, y, y_stride);
+  }
+}
+
 // x (m, K) in the tile's column order; y (m, N).
 void tiled_matmul(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
-  const int64_t rows = w.rows, cols = w.cols;
-  const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
-  pool.run(tiles, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> tile;
-    tile.resize(static_cast<size_t>(kTileRows * cols));
-    for (int64_t t0 = begin; t0 < end; ++t0) {
-      const int64_t n0 = t0 * kTileRows;
-      const int tile_rows = static_cast<int>(std::min<int64_t>(kTileRows, rows - n0));
-      for (int t = 0; t < tile_rows; ++t) dequantize_row_avx2(w, n0 + t, tile.data() + t * cols);
-      for (int64_t i = 0; i < m; i += kTileXRows) {
-        const int x_rows = static_cast<int>(std::min<int64_t>(kTileXRows, m - i));
-        for (int t = 0; t < tile_rows; t += kTileWRows) {
-          const float* x_block = x + i * cols;
-          const float* w_block = tile.data() + t * cols;
-          float* y_block = y + i * rows + n0 + t;
-          switch (x_rows) {
-            case 4: tile_block_rows<4>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
-            case 3: tile_block_rows<3>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
-            case 2: tile_block_rows<2>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
-            default: tile_block_rows<1>(tile_rows - t, x_block, w_block, cols, y_block, rows); break;
-          }
-        }
-      }
-    }
-  });
+  tiled_prefill<kTileRows, kTileXRows, kTileWRows>(w, x, m, y, pool, dequantize_row_avx2, tile_block_any);
 }
 
 }  // namespace
@@ -337,11 +325,8 @@ void linear_avx2(const LinearWeight& w, const float* x, int64_t m, float* y, Thr
       case Scheme::Kind::Grouped: {
         thread_local Int16X x_quantized;
         quantize_x(x_row, cols, w.scheme.group_size, x_quantized);
-        switch (w.scheme.group_size) {
-          case 32: grouped_matvec_all<32>(w, x_quantized, y_row, pool); break;
-          case 64: grouped_matvec_all<64>(w, x_quantized, y_row, pool); break;
-          default: grouped_matvec_all<128>(w, x_quantized, y_row, pool); break;
-        }
+        with_group_size(w.scheme.group_size,
+                        [&](auto g) { grouped_matvec_all<decltype(g)::value>(w, x_quantized, y_row, pool); });
         break;
       }
     }

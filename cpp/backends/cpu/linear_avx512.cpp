@@ -181,11 +181,8 @@ void linear_avx512(const LinearWeight& w, const float* x, int64_t m, float* y, T
     }
     thread_local Int16X x_quantized;
     quantize_x(x_row, cols, w.scheme.group_size, x_quantized);
-    switch (w.scheme.group_size) {
-      case 32: grouped_matvec_all<32>(w, x_quantized, y_row, pool); break;
-      case 64: grouped_matvec_all<64>(w, x_quantized, y_row, pool); break;
-      default: grouped_matvec_all<128>(w, x_quantized, y_row, pool); break;
-    }
+    with_group_size(w.scheme.group_size,
+                    [&](auto g) { grouped_matvec_all<decltype(g)::value>(w, x_quantized, y_row, pool); });
   }
 }
 

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "linear.h"
@@ -89,6 +90,45 @@ void linear_avx2(const LinearWeight& weight, const float* x, int64_t m, float* y
 // there, the rest handed to linear_avx2).
 void linear_avx512(const LinearWeight& weight, const float* x, int64_t m, float* y, ThreadPool& pool);
 #endif
+
+// Calls f(std::integral_constant<int, g>{}) for group size g = 32, 64 or 128 (the grouped schemes'),
+// so that a kernel templated on the group size is chosen in one place: f(g) uses decltype(g)::value.
+template <typename F>
+void with_group_size(int64_t group_size, F&& f) {
+  switch (group_size) {
+    case 32: return f(std::integral_constant<int, 32>{});
+    case 64: return f(std::integral_constant<int, 64>{});
+    default: return f(std::integral_constant<int, 128>{});
+  }
+}
+
+// The prefill of the floating-point SIMD levels (AVX2, NEON fp32/fp16): threads take tiles of
+// TileRows rows of W, dequantize each row to fp32 with the level's dequantize_row(w, n, out), and
+// multiply the tile with x block by block through the level's register-blocked kernel:
+// block(x_rows, w_rows, x, w, cols, y, y_stride) for x_rows <= TileX rows of x and w_rows <= TileW
+// rows of the tile. x (m, K) in the column order dequantize_row writes; y (m, N).
+template <int TileRows, int TileX, int TileW, typename DequantizeRow, typename Block>
+void tiled_prefill(const LinearWeight& w, const float* x, int64_t m, float* y, ThreadPool& pool,
+                   const DequantizeRow& dequantize_row, const Block& block) {
+  const int64_t rows = w.rows, cols = w.cols;
+  const int64_t tiles = (rows + TileRows - 1) / TileRows;
+  pool.run(tiles, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> tile;
+    tile.resize(static_cast<size_t>(TileRows * cols));
+    for (int64_t t0 = begin; t0 < end; ++t0) {
+      const int64_t n0 = t0 * TileRows;
+      const int tile_rows = static_cast<int>(std::min<int64_t>(TileRows, rows - n0));
+      for (int t = 0; t < tile_rows; ++t) dequantize_row(w, n0 + t, tile.data() + t * cols);
+      for (int64_t i = 0; i < m; i += TileX) {
+        const int x_rows = static_cast<int>(std::min<int64_t>(TileX, m - i));
+        for (int t = 0; t < tile_rows; t += TileW) {
+          block(x_rows, std::min(tile_rows - t, TileW), x + i * cols, tile.data() + t * cols, cols,
+                y + i * rows + n0 + t, rows);
+        }
+      }
+    }
+  });
+}
 
 // x of one decode call for the integer kernels (AVX2, AVX512), rounded to int16 per quantization
 // group: x[k] ~ scales[j] * q[k] with scales[j] = max |x| over group j / 32767, so |q| <= 32767.
