@@ -17,7 +17,7 @@
 //   combine_kernel     grid (n, nh): merges the splits and normalises.
 #include "attention_math.h"
 #include "kernels.h"
-#include "launch_check.h"
+#include "launch.h"
 
 #include <cuda_fp16.h>
 
@@ -146,13 +146,11 @@ void attention(const AttentionArguments& a, cudaStream_t stream) {
   const int head_chunks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
   const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n_kv_heads * head_chunks),
                   static_cast<unsigned>(n));
-  if (a.head_dim <= 32) attention_kernel<1><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks);
-  else if (a.head_dim <= 64) attention_kernel<2><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks);
-  else if (a.head_dim <= 128) attention_kernel<4><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks);
-  else attention_kernel<8><<<grid, kWarps * 32, 0, stream>>>(a, head_chunks);
-  check_launch("attention");
-  combine_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(a.n_heads)), 128, 0, stream>>>(a);
-  check_launch("attention combine");
+  auto* kernel = a.head_dim <= 32 ? attention_kernel<1> : a.head_dim <= 64 ? attention_kernel<2>
+               : a.head_dim <= 128 ? attention_kernel<4> : attention_kernel<8>;
+  launch("attention", kernel, grid, kWarps * 32, 0, stream, a, head_chunks);
+  launch("attention combine", combine_kernel, dim3(static_cast<unsigned>(n), static_cast<unsigned>(a.n_heads)), 128, 0,
+         stream, a);
 }
 
 }  // namespace awq_edge::cuda

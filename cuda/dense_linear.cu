@@ -6,7 +6,7 @@
 //   columns 8(l + 32i), and the matching 8 fp32 values of each token's x (two 16-byte loads);
 //   a K that is not a multiple of 8 (or rows of x not 16-byte aligned) takes the scalar loop.
 #include "kernels.h"
-#include "launch_check.h"
+#include "launch.h"
 
 #include <cuda_fp16.h>
 
@@ -87,10 +87,8 @@ void dense_linear(const DenseWeight& w, const Matrix& x, const float* bias, cons
   const unsigned blocks = static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
   for (int64_t first = 0; first < x.rows; first += kTokensPerPass) {
     const int tokens = static_cast<int>(std::min<int64_t>(kTokensPerPass, x.rows - first));
-    dense_linear_kernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(w, x.data + first * x.stride, x.stride, tokens,
-                                                                    vector_loads, bias, y.data + first * y.stride,
-                                                                    y.stride);
-    check_launch("dense_linear");
+    launch("dense_linear", dense_linear_kernel, blocks, kWarpsPerBlock * 32, 0, stream, w, x.data + first * x.stride,
+           x.stride, tokens, vector_loads, bias, y.data + first * y.stride, y.stride);
   }
 }
 

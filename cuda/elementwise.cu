@@ -9,7 +9,7 @@
 //   store_kv     one thread per element, rounded to fp16 (optionally rotated first: rope fused)
 //   silu_mul/add one thread per element
 #include "kernels.h"
-#include "launch_check.h"
+#include "launch.h"
 #include "q4_layout.h"
 
 #include <cuda_fp16.h>
@@ -50,7 +50,7 @@ __device__ float block_sum(float v) {
   if ((threadIdx.x & 31) == 0) partial[threadIdx.x / 32] = v;
   __syncthreads();
   float total = 0.0f;
-  for (int w = 0; w < blockDim.x / 32; ++w) total += partial[w];
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) total += partial[w];
   return total;
 }
 
@@ -127,46 +127,41 @@ unsigned element_blocks(int64_t count) { return static_cast<unsigned>((count + k
 }  // namespace
 
 void embed_grouped(const GroupedWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream) {
-  embed_grouped_kernel<<<static_cast<unsigned>(out.rows), kThreads, 0, stream>>>(table, tokens, out.data, out.stride);
-  check_launch("embed_grouped");
+  launch("embed_grouped", embed_grouped_kernel, static_cast<unsigned>(out.rows), kThreads, 0, stream, table, tokens,
+         out.data, out.stride);
 }
 
 void embed_dense(const DenseWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream) {
-  embed_dense_kernel<<<static_cast<unsigned>(out.rows), kThreads, 0, stream>>>(table, tokens, out.data, out.stride);
-  check_launch("embed_dense");
+  launch("embed_dense", embed_dense_kernel, static_cast<unsigned>(out.rows), kThreads, 0, stream, table, tokens,
+         out.data, out.stride);
 }
 
 void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float eps, const Matrix& out,
               cudaStream_t stream) {
-  rms_norm_kernel<<<static_cast<unsigned>(x.rows), kThreads, 0, stream>>>(
-      x.data, x.stride, delta != nullptr ? delta->data : nullptr, delta != nullptr ? delta->stride : 0, weight, eps,
-      x.cols, out.data, out.stride);
-  check_launch("rms_norm");
+  launch("rms_norm", rms_norm_kernel, static_cast<unsigned>(x.rows), kThreads, 0, stream, x.data, x.stride,
+         delta != nullptr ? delta->data : nullptr, delta != nullptr ? delta->stride : 0, weight, eps, x.cols, out.data,
+         out.stride);
 }
 
 void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, const int64_t* first_position,
           int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream) {
-  rope_kernel<<<static_cast<unsigned>(q.rows), kThreads, 0, stream>>>(q.data, q.stride, k.data, k.stride, cos, sin,
-                                                                      first_position, n_heads, n_kv_heads, head_dim);
-  check_launch("rope");
+  launch("rope", rope_kernel, static_cast<unsigned>(q.rows), kThreads, 0, stream, q.data, q.stride, k.data, k.stride,
+         cos, sin, first_position, n_heads, n_kv_heads, head_dim);
 }
 
 void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, const int64_t* first_position,
               const float* cos, const float* sin, int head_dim, cudaStream_t stream) {
-  store_kv_kernel<<<element_blocks(k.rows * k.cols), kThreads, 0, stream>>>(
-      k.data, k.stride, v.data, v.stride, k.rows, k.cols, reinterpret_cast<__half*>(cache_k),
-      reinterpret_cast<__half*>(cache_v), first_position, cos, sin, head_dim);
-  check_launch("store_kv");
+  launch("store_kv", store_kv_kernel, element_blocks(k.rows * k.cols), kThreads, 0, stream, k.data, k.stride, v.data,
+         v.stride, k.rows, k.cols, reinterpret_cast<__half*>(cache_k), reinterpret_cast<__half*>(cache_v),
+         first_position, cos, sin, head_dim);
 }
 
 void silu_mul(const Matrix& gate, const Matrix& up, const Matrix& out, cudaStream_t stream) {
-  silu_mul_kernel<<<element_blocks(gate.rows * gate.cols), kThreads, 0, stream>>>(gate, up, out);
-  check_launch("silu_mul");
+  launch("silu_mul", silu_mul_kernel, element_blocks(gate.rows * gate.cols), kThreads, 0, stream, gate, up, out);
 }
 
 void add(const Matrix& x, const Matrix& y, cudaStream_t stream) {
-  add_kernel<<<element_blocks(x.rows * x.cols), kThreads, 0, stream>>>(x, y);
-  check_launch("add");
+  launch("add", add_kernel, element_blocks(x.rows * x.cols), kThreads, 0, stream, x, y);
 }
 
 }  // namespace awq_edge::cuda

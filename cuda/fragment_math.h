@@ -12,7 +12,7 @@
 
 #include "q4_layout.h"
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(AWQ_EDGE_CUDA_EMULATOR)
 #include <cuda_fp16.h>
 #endif
 #if !defined(__CUDA_ARCH__)
@@ -24,7 +24,7 @@
 
 namespace awq_edge::cuda_layout {
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(AWQ_EDGE_CUDA_EMULATOR)
 __device__ __forceinline__ __half2 as_half2(uint32_t bits) {
   __half2 h;
   memcpy(&h, &bits, 4);

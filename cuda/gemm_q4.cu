@@ -15,9 +15,12 @@
 //   accumulator_token(lane, i), row 8r + accumulator_column(lane, i).
 #include "fragment_math.h"
 #include "kernels.h"
-#include "launch_check.h"
+#include "launch.h"
 
 #include <cuda_fp16.h>
+#if defined(AWQ_EDGE_CUDA_EMULATOR)
+#include "tensor_core.h"
+#endif
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
 #error "the CUDA backend needs compute capability 8.0 or newer (mma.sync m16n8k16 with fp16): set CMAKE_CUDA_ARCHITECTURES to 80 or above"
@@ -30,17 +33,21 @@ constexpr int kTokenTiles = 4;               // m16 tiles per warp
 constexpr int kTokensPerBlock = 16 * kTokenTiles;
 
 __device__ __forceinline__ void mma_m16n8k16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(AWQ_EDGE_CUDA_EMULATOR)
+  cuda_emulator::mma_m16n8k16_f32_f16(c, a, b);
+#else
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 __global__ void __launch_bounds__(256) gemm_q4_kernel(GroupedWeight w, const uint4* __restrict__ x, int64_t m,
                                                       const float* __restrict__ bias, float* __restrict__ y,
                                                       int64_t y_stride) {
-  extern __shared__ float warp_sums[];  // (warps - 1, 32 lanes, kTokenTiles * 16)
+  float* warp_sums = dynamic_shared<float>();  // (warps - 1, 32 lanes, kTokenTiles * 16)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
   const int64_t strip = blockIdx.x, first_token = static_cast<int64_t>(blockIdx.y) * kTokensPerBlock;
@@ -131,9 +138,8 @@ void gemm_q4(const GroupedWeight& w, const uint16_t* prepared, int64_t m, const 
              int warps_per_tile, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(w.strips), static_cast<unsigned>((m + kTokensPerBlock - 1) / kTokensPerBlock));
   const size_t shared = static_cast<size_t>(warps_per_tile - 1) * 32 * kTokenTiles * 16 * sizeof(float);
-  gemm_q4_kernel<<<grid, warps_per_tile * 32, shared, stream>>>(w, reinterpret_cast<const uint4*>(prepared), m, bias,
-                                                                y.data, y.stride);
-  check_launch("gemm_q4");
+  launch("gemm_q4", gemm_q4_kernel, grid, warps_per_tile * 32, shared, stream, w,
+         reinterpret_cast<const uint4*>(prepared), m, bias, y.data, y.stride);
 }
 
 }  // namespace awq_edge::cuda

@@ -16,7 +16,7 @@
 //   of W (gate) and of W2 (up) and writes silu(gate) * up: no gate/up round trip, no extra launch.
 #include "fragment_math.h"
 #include "kernels.h"
-#include "launch_check.h"
+#include "launch.h"
 
 #include <cuda_fp16.h>
 
@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(256) gemv_q4_kernel(GroupedWeight w, GroupedWe
                                                       const float* __restrict__ multipliers,
                                                       const float* __restrict__ bias, const float* __restrict__ bias2,
                                                       float* __restrict__ y, int64_t y_stride) {
-  extern __shared__ float warp_sums[];  // (warps, M, 32 rows), twice when gated
+  float* warp_sums = dynamic_shared<float>();  // (warps, M, 32 rows), twice when gated
   const int64_t strip = blockIdx.x;
   float acc[M][4];
   accumulate_strip<M>(w, strip, x, multipliers, acc);
@@ -129,9 +129,9 @@ template <int M, bool kGated>
 void launch(const GroupedWeight& w, const GroupedWeight& w2, const uint16_t* prepared, const float* multipliers,
             const float* bias, const float* bias2, const Matrix& y, int warps, cudaStream_t stream) {
   const size_t shared = static_cast<size_t>(warps) * M * 32 * sizeof(float) * (kGated ? 2 : 1);
-  gemv_q4_kernel<M, kGated><<<static_cast<unsigned>(w.strips), warps * 32, shared, stream>>>(
-      w, w2, reinterpret_cast<const uint4*>(prepared), multipliers, bias, bias2, y.data, y.stride);
-  check_launch(kGated ? "gemv_q4 (gated)" : "gemv_q4");
+  launch(kGated ? "gemv_q4 (gated)" : "gemv_q4", gemv_q4_kernel<M, kGated>, static_cast<unsigned>(w.strips),
+         warps * 32, shared, stream, w, w2, reinterpret_cast<const uint4*>(prepared), multipliers, bias, bias2, y.data,
+         y.stride);
 }
 
 template <bool kGated>

@@ -9,7 +9,7 @@
 //
 // One thread block per (token, group), one thread per column (g = 32, 64 or 128 threads).
 #include "kernels.h"
-#include "launch_check.h"
+#include "launch.h"
 #include "q4_layout.h"
 
 #include <cuda_fp16.h>
@@ -43,9 +43,8 @@ __global__ void prepare_activations_kernel(const float* __restrict__ x, int64_t 
 void prepare_activations(const Matrix& x, int group_size, bool scaled, uint16_t* prepared, float* multipliers,
                          cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(x.cols / group_size), static_cast<unsigned>(x.rows));
-  prepare_activations_kernel<<<grid, group_size, 0, stream>>>(x.data, x.stride, x.cols, scaled,
-                                                             reinterpret_cast<__half*>(prepared), multipliers);
-  check_launch("prepare_activations");
+  launch("prepare_activations", prepare_activations_kernel, grid, group_size, 0, stream, x.data, x.stride, x.cols,
+         scaled, reinterpret_cast<__half*>(prepared), multipliers);
 }
 
 }  // namespace awq_edge::cuda

@@ -15,6 +15,7 @@ holds the same kernels' arithmetic to the same bound). f16 and q8_row weights ar
 1e-5 * scale. End to end (fp16 KV cache as well) logits agree with transformers' float32 within
 2e-2 * max |logits| + 1e-3.
 """
+import os
 import shutil
 
 import numpy as np
@@ -28,6 +29,10 @@ from tiny_models import TINY_KINDS
 CUDA_COMPILED = "cuda" in backends.compiled()
 CUDA_USABLE, CUDA_REASON = backends.available("cuda") if CUDA_COMPILED else (False, "not compiled")
 gpu_only = pytest.mark.skipif(not CUDA_USABLE, reason=f"CUDA backend unusable: {CUDA_REASON}")
+# Set by tests/cuda/test_cuda_emulator.py, which runs this file's GPU tests on a build of the backend for
+# the CPU emulator (cuda/emulator/): correct results, not speed, so the largest shapes are left to GPUs.
+EMULATED = os.environ.get("AWQ_EDGE_CUDA_EMULATED") == "1"
+too_slow_emulated = pytest.mark.skipif(EMULATED, reason="minutes on the CPU emulator; runs on a GPU")
 
 
 def test_cuda_backend_is_built_where_nvcc_is():
@@ -50,6 +55,14 @@ def test_without_gpu_cuda_is_a_clear_error_and_auto_uses_the_cpu(tiny_awqe):
 def test_cuda_has_no_kernel_variants_to_choose(tiny_awqe):
     with pytest.raises((ValueError, RuntimeError), match="kernels"):
         Generator(tiny_awqe("llama"), backend="cuda", kernels="avx2")
+
+
+@pytest.mark.gpu
+@gpu_only
+def test_the_backend_says_whether_it_is_emulated(tiny_awqe):
+    """A run on the emulator must be one (the emulated extension was imported) and say so; a GPU run must not."""
+    description = Generator(tiny_awqe("llama"), backend="cuda").backend
+    assert ("CUDA emulator on the CPU" in description) == EMULATED, description
 
 
 def expected_and_scale(x, weight):
@@ -77,6 +90,7 @@ def test_linear_matches_numpy(scheme, rows, cols, m):
 
 @pytest.mark.gpu
 @gpu_only
+@too_slow_emulated
 def test_cuda_agrees_with_cpu_reference_kernels_on_real_layer_shapes():
     """A LLaMA-7B-shaped MLP block row (11008 x 4096 and back) at decode and prefill sizes."""
     for rows, cols in [(11008, 4096), (4096, 11008)]:

@@ -1,0 +1,153 @@
+"""The CUDA backend's own code, kernels included, run without a GPU on the CPU emulator (cuda/emulator/).
+
+The engine and the Python extension are built once per session with -DAWQ_EDGE_CUDA=OFF
+-DAWQ_EDGE_CUDA_EMULATOR=ON: cuda/*.cu compile as host C++, every GPU thread runs as a fiber, warp shuffles,
+__syncthreads and mma.sync are emulated as CUDA specifies them, and stream capture records CUDA graphs.
+
+1. tests/cuda/test_emulator.cpp: the emulator itself (shuffles, barriers, mma against double, graph
+   recording, and the mistakes it reports: divergent shuffles, partial barriers, refused launches, races
+   that the thread order exposes).
+2. tests/cuda/test_cuda_backend.py's GPU tests (every linear kernel against numpy at odd shapes, logits of
+   every tiny model against transformers, attention shapes, graph replay equal to eager) on the emulated
+   backend, in a child pytest that imports the emulated extension; once more with the threads of every
+   block run in reverse order, so that a missing barrier changes a result.
+
+3. Out-of-bounds accesses (what compute-sanitizer's memcheck finds on a GPU): awq-edge-run and the emulator
+   test built with AddressSanitizer, where device memory is malloc'd host memory of the exact size, run
+   tiny models of every weight scheme through prefill and decode on the emulated backend.
+
+What it cannot show: speed, memory ordering between threads that a barrier does not order, register
+and occupancy limits, and the inline PTX that the emulator replaces (lop3, ld.global.cs, mma.sync: the
+host paths of fragment_math.h and tensor_core.cpp stand in). Those need a GPU (tools/gpu_check.sh).
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def emulated_build(tmp_path_factory):
+    if shutil.which("cmake") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the CUDA emulator tests: cmake is missing (the test extra installs it)")
+        pytest.skip("needs cmake")
+    build = tmp_path_factory.mktemp("build-cuda-emulator")
+    configure = subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                                "-DAWQ_EDGE_CUDA=OFF", "-DAWQ_EDGE_CUDA_EMULATOR=ON", "-DAWQ_EDGE_PYTHON=ON",
+                                f"-DPython_EXECUTABLE={sys.executable}"], capture_output=True, text=True)
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    compile_ = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "_awq_edge", "test_emulator"],
+                              capture_output=True, text=True)
+    assert compile_.returncode == 0, compile_.stdout[-5000:] + compile_.stderr[-5000:]
+    return build
+
+
+@pytest.fixture(scope="session")
+def emulated_package(emulated_build, tmp_path_factory):
+    """A copy of the installed awq_edge Python package whose extension module is the emulated build's."""
+    import awq_edge
+    installed = Path(awq_edge.__file__).parent
+    root = tmp_path_factory.mktemp("emulated-package")
+    shutil.copytree(installed, root / "awq_edge", ignore=shutil.ignore_patterns("_awq_edge*.so", "_awq_edge*.pyd",
+                                                                                "__pycache__"))
+    modules = list(emulated_build.glob("_awq_edge*.so"))
+    assert len(modules) == 1, f"expected one extension module in {emulated_build}, found {modules}"
+    shutil.copy2(modules[0], root / "awq_edge")
+    return root
+
+
+def test_emulator_runs_kernels_as_cuda_specifies(emulated_build):
+    run = subprocess.run([str(emulated_build / "cuda" / "emulator" / "test_emulator")], capture_output=True,
+                         text=True, timeout=300)
+    print(run.stdout)
+    assert run.returncode == 0 and run.stdout.rstrip().endswith("OK"), run.stdout + run.stderr
+    assert run.stdout.count("ok  ") >= 14
+
+
+# (thread order, launch configurations): the emulated device is an sm_87 with 16 SMs, whose tuning-table entry
+# (Jetson AGX Orin: up to 8 warps per strip in decode, 2 per prefill tile) the first run uses; the second
+# runs the threads last to first with other configurations (2 warps, 3 warps, many attention splits).
+RUNS = {"forward": "", "reverse": "gemv_max_warps=2,gemm_warps=3,attention_blocks_per_sm=64"}
+
+
+@pytest.mark.parametrize("order", RUNS)
+def test_gpu_tests_pass_on_the_emulated_backend(emulated_package, tmp_path, order):
+    """tests/cuda/test_cuda_backend.py, GPU tests only, against the emulated extension. The reverse order
+    runs a representative subset (shapes of every kernel path and the end-to-end logits)."""
+    selection = ["-m", "gpu"]
+    if order == "reverse":
+        selection += ["-k", "(matches_numpy and (33-256 or 1000-1536) and (q4_g32 or q3_g64 or f16)) "
+                            "or logits_match_transformers or attention_shapes or cuda_graphs or emulated"]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(emulated_package), str(ROOT / "tests")]),
+                   "AWQ_EDGE_CUDA_EMULATED": "1", "AWQ_EDGE_CUDA_EMULATOR_ORDER": order,
+                   "AWQ_EDGE_CUDA_TUNING": RUNS[order]}
+    run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "cuda" / "test_cuda_backend.py"),
+                          *selection, "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'child'}",
+                          "-o", "addopts="], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1800)
+    summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+    print(summary)
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-3000:]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+
+
+@pytest.fixture(scope="session")
+def sanitized_build(tmp_path_factory):
+    """awq-edge-run and test_emulator for the emulator, built with AddressSanitizer."""
+    if shutil.which("cmake") is None:
+        pytest.skip("needs cmake")
+    build = tmp_path_factory.mktemp("build-cuda-emulator-asan")
+    configure = subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+                                "-DAWQ_EDGE_CUDA=OFF", "-DAWQ_EDGE_CUDA_EMULATOR=ON",
+                                "-DCMAKE_CXX_FLAGS=-fsanitize=address -fno-omit-frame-pointer"],
+                               capture_output=True, text=True)
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    compile_ = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "awq-edge-run", "test_emulator"],
+                              capture_output=True, text=True)
+    assert compile_.returncode == 0, compile_.stdout[-5000:] + compile_.stderr[-5000:]
+    return build
+
+
+SANITIZER = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1"}
+
+
+def test_address_sanitizer_reports_a_kernel_reading_out_of_bounds(sanitized_build):
+    run = subprocess.run([str(sanitized_build / "cuda" / "emulator" / "test_emulator"), "--read-out-of-bounds"],
+                         capture_output=True, text=True, env=SANITIZER, timeout=300)
+    assert run.returncode != 0 and "heap-buffer-overflow" in run.stderr and "copy_kernel" in run.stderr, \
+        run.stdout + run.stderr[-3000:]
+
+
+# name -> (kind, config overrides, quantize options): every weight scheme the kernels take (q4 and q3, group
+# sizes 32/64/128, int8, fp16 and int4 LM heads, tied embeddings), and attention with 2 and 16 query heads per
+# kv head and head dims of 1, 3 (a partial last one) and 8 elements per lane
+IN_BOUNDS_MODELS = {
+    "llama_q4_g32": ("llama", {}, dict(group_size=32, lm_head="int8")),
+    "qwen2_q3_g64": ("qwen2", {}, dict(bits=3, group_size=64, lm_head="fp16")),
+    "tied_q4_g128": ("llama_tied", {}, dict(group_size=128, lm_head="int4")),
+    "group16": ("llama", dict(num_attention_heads=16, num_key_value_heads=1, head_dim=16), dict(group_size=64)),
+    "head_dim80": ("llama", dict(num_attention_heads=2, num_key_value_heads=2, head_dim=80), dict(group_size=32)),
+    "head_dim256": ("llama", dict(num_attention_heads=1, num_key_value_heads=1, head_dim=256), dict(group_size=32)),
+}
+
+
+@pytest.mark.parametrize("name", IN_BOUNDS_MODELS)
+def test_kernels_stay_in_bounds(sanitized_build, tmp_path, name):
+    """A 30-token prompt (prefill: the tensor-core kernel) and 12 decode steps (the matrix-vector kernels,
+    recorded and replayed as graphs) without an AddressSanitizer report."""
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+    kind, overrides, options = IN_BOUNDS_MODELS[name]
+    path = tmp_path / "model.awqe"
+    quantize_model(save_tiny_model(kind, tmp_path / "hf", **overrides), path,
+                   QuantizeOptions(**{"method": "rtn", "lm_head": "int8", **options}))
+    prompt = "The quick brown fox jumps over the lazy dog, and then some more words follow here."
+    run = subprocess.run([str(sanitized_build / "awq-edge-run"), str(path), "-p", prompt, "-n", "12", "--ignore-eos",
+                          "--backend", "cuda", "--stats"], capture_output=True, text=True, env=SANITIZER, timeout=600)
+    assert run.returncode == 0 and "AddressSanitizer" not in run.stderr, run.stderr[-5000:]
+    assert "CUDA emulator on the CPU" in run.stderr and "generated 12" in run.stderr, run.stderr[-2000:]
