@@ -19,6 +19,15 @@ if [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] && command -v apt-get >/dev/null
   $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends g++-aarch64-linux-gnu qemu-user-static
 fi
 
+# A CUDA 12.4 compiler for tests/cuda/test_kernels_compile.py, which compiles the CUDA kernels with it
+# and with the nvcc on PATH: on x86-64 Debian, about 120 MB of downloads once, into
+# ~/.cache/awq_edge/cuda-12.4 (tools/install_cuda12.sh says what and from where).
+# Optional for using awq_edge: a failure is reported and the install goes on (CI then fails that test).
+if [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] && grep -qx 'ID=debian' /etc/os-release 2>/dev/null; then
+  PYTHON="$PYTHON" bash tools/install_cuda12.sh ||
+    echo "[install] warning: the CUDA 12.4 compiler for the compile check was not installed (see above)" >&2
+fi
+
 # PyTorch: keep an installed one; otherwise 2.13.0 (on machines with a local CPU wheel pip takes it,
 # elsewhere PyPI's default build). Install your own build first to choose CPU/CUDA yourself.
 if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
