@@ -322,7 +322,9 @@ class CudaBackend final : public Backend {
               stream_);
     } else {
       prepare_activations(matrix(x), 32, false, prepared, nullptr, stream_);
-      gemm_q4(g, prepared, x.rows, b, matrix(out), config_.gemm_warps, stream_);
+      const int strips = gemm_strips_per_block(config_, g.strips, x.rows, prop_.multiProcessorCount);
+      if (strips > 1) gemm_q4_staged(g, prepared, x.rows, b, matrix(out), strips, stream_);
+      else gemm_q4(g, prepared, x.rows, b, matrix(out), config_.gemm_warps, stream_);
     }
   }
 

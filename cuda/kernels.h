@@ -56,6 +56,11 @@ void gemv_q4_gated(const GroupedWeight& gate, const GroupedWeight& up, const uin
 void gemm_q4(const GroupedWeight& w, const uint16_t* prepared, int64_t m, const float* bias, const Matrix& y,
              int warps_per_tile, cudaStream_t stream);
 
+// The same product with x staged in shared memory: each block computes 64 tokens x
+// strips_per_block (2, 4 or 8) strips of 32 rows, one warp per strip, reading x once per block.
+void gemm_q4_staged(const GroupedWeight& w, const uint16_t* prepared, int64_t m, const float* bias, const Matrix& y,
+                    int strips_per_block, cudaStream_t stream);
+
 // y (m, N) = x W^T (+ bias) for f16 and q8_row weights, any m (8 tokens per pass over W).
 void dense_linear(const DenseWeight& w, const Matrix& x, const float* bias, const Matrix& y, cudaStream_t stream);
 

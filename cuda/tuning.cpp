@@ -14,13 +14,13 @@ namespace awq_edge::cuda {
 namespace {
 
 const TuningEntry kTable[] = {
-    // device                         cc      SMs       measured  gemv_max_warps, warps/SM, gemm_warps, attention blocks/SM
-    {"Jetson AGX Orin (LPDDR5 ~200 GB/s, 4 MB L2)", 8, 7, 12, 16, false, {8, 24, 2, 4}},
-    {"Jetson Orin NX / Nano", 8, 7, 1, 11, false, {8, 24, 2, 4}},
-    {"A100", 8, 0, 100, 128, false, {4, 16, 2, 4}},
-    {"GA10x (RTX 30, A10, A40)", 8, 6, 1, 128, false, {4, 16, 2, 4}},
-    {"AD10x (RTX 40, L4, L40)", 8, 9, 1, 160, false, {4, 16, 2, 4}},
-    {"H100 / H200 / GH200", 9, 0, 100, 160, false, {4, 16, 2, 4}},
+    // device                 cc    SMs    measured  gemv_max_warps, warps/SM, gemm_warps, attention blocks/SM, gemm_strips
+    {"Jetson AGX Orin (LPDDR5 ~200 GB/s, 4 MB L2)", 8, 7, 12, 16, false, {8, 24, 2, 4, 4}},
+    {"Jetson Orin NX / Nano", 8, 7, 1, 11, false, {8, 24, 2, 4, 4}},
+    {"A100", 8, 0, 100, 128, false, {4, 16, 2, 4, 8}},
+    {"GA10x (RTX 30, A10, A40)", 8, 6, 1, 128, false, {4, 16, 2, 4, 4}},
+    {"AD10x (RTX 40, L4, L40)", 8, 9, 1, 160, false, {4, 16, 2, 4, 4}},
+    {"H100 / H200 / GH200", 9, 0, 100, 160, false, {4, 16, 2, 4, 8}},
 };
 
 int parse_int(const std::string& field, const std::string& value) {
@@ -61,9 +61,12 @@ void apply_tuning_overrides(const std::string& text, KernelConfig& config) {
       config.gemm_warps = v;
     } else if (field == "attention_blocks_per_sm") {
       config.attention_blocks_per_sm = v;
+    } else if (field == "gemm_strips") {
+      if (v != 1 && v != 2 && v != 4 && v != 8) throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: gemm_strips must be 1, 2, 4 or 8");
+      config.gemm_strips = v;
     } else {
       throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: unknown field '" + field +
-                                  "' (gemv_max_warps, gemv_warps_per_sm, gemm_warps, attention_blocks_per_sm)");
+                                  "' (gemv_max_warps, gemv_warps_per_sm, gemm_warps, gemm_strips, attention_blocks_per_sm)");
     }
   }
 }
@@ -89,6 +92,12 @@ KernelConfig tuned_config(int major, int minor, int sms, std::string* source) {
 int gemv_warps(const KernelConfig& config, int64_t strips, int sms) {
   const int64_t wanted = (static_cast<int64_t>(sms) * config.gemv_warps_per_sm + strips - 1) / std::max<int64_t>(strips, 1);
   return power_of_two_at_most(static_cast<int>(std::min<int64_t>(wanted, 8)), config.gemv_max_warps);
+}
+
+int gemm_strips_per_block(const KernelConfig& config, int64_t strips, int64_t tokens, int sms) {
+  if (config.gemm_strips <= 1) return 1;
+  const int64_t blocks = (strips + config.gemm_strips - 1) / config.gemm_strips * ((tokens + 63) / 64);
+  return 2 * blocks >= sms ? config.gemm_strips : 1;
 }
 
 int attention_splits(const KernelConfig& config, int64_t tasks, int64_t length, int sms) {

@@ -5,7 +5,9 @@ Each candidate is applied through AWQ_EDGE_CUDA_TUNING (read when a backend is c
   gemv_max_warps x gemv_warps_per_sm   q4 matrix-vector, 1 token, on the LLaMA-2-7B / LLaMA-3-8B layer
                                        shapes (sum of the times; weights cycled through copies so they
                                        come from memory)
-  gemm_warps                           q4 matrix-matrix, 128 tokens, same shapes
+  gemm_warps                           q4 matrix-matrix (split-K kernel), 128 tokens, same shapes
+  gemm_strips                          q4 matrix-matrix at 512 tokens: the x-staged kernel with 2, 4 or 8
+                                       strips per block against the split-K kernel (1)
   attention_blocks_per_sm              decode steps of a random LLaMA-2-7B-shaped model at context 2048
                                        (tools/random_model.py), skipped with --no-attention
 
@@ -81,6 +83,13 @@ def main():
         print(f"gemm_warps={warps}: {results[-1][0] * 1e3:.2f} ms", file=sys.stderr)
     _, best["gemm_warps"] = min(results)
 
+    results = []
+    for strips in [1, 2, 4, 8]:  # 1: the split-K kernel with the gemm_warps just found
+        with_tuning(f"gemm_warps={best['gemm_warps']},gemm_strips={strips}")
+        results.append((time_linear(args.backend, layers, 512, max(2, args.repeats // 5), 1), strips))
+        print(f"gemm_strips={strips}: {results[-1][0] * 1e3:.2f} ms", file=sys.stderr)
+    _, best["gemm_strips"] = min(results)
+
     best["attention_blocks_per_sm"] = 4
     if not args.no_attention:
         args.model_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +111,7 @@ def main():
         name, major, minor, sms = props.name, props.major, props.minor, props.multi_processor_count
     print(f'    {{"{name}", {major}, {minor}, {sms}, {sms}, true, '
           f'{{{best["gemv_max_warps"]}, {best["gemv_warps_per_sm"]}, {best["gemm_warps"]}, '
-          f'{best["attention_blocks_per_sm"]}}}}},')
+          f'{best["attention_blocks_per_sm"]}, {best["gemm_strips"]}}}}},')
 
 
 if __name__ == "__main__":

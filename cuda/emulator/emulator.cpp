@@ -25,11 +25,19 @@ constexpr size_t kMaxExchangeBytes = 64;    // per lane and warp collective
 
 enum class State { Runnable, AtWarpCollective, AtBlockBarrier, Finished };
 
+struct AsyncCopy {
+  void* destination;
+  const void* source;
+  size_t bytes, source_bytes;
+};
+
 struct Thread {
   Fiber* fiber = nullptr;
   dim3 index;
   State state = State::Runnable;
   const char* collective = nullptr;  // the warp collective it waits at
+  std::vector<AsyncCopy> open_copies;                 // cp.async not yet committed
+  std::vector<std::vector<AsyncCopy>> pending_groups; // committed, oldest first, not yet waited for
 };
 
 // The emulation of one launch (one at a time: launches from several host threads take turns).
@@ -154,6 +162,8 @@ void run_block(Launch& launch, size_t dynamic_shared_bytes) {
   for (Thread& t : launch.threads) {
     t.fiber->restart();
     t.state = State::Runnable;
+    t.open_copies.clear();
+    t.pending_groups.clear();
   }
   for (;;) {
     bool ran = false;
@@ -214,6 +224,27 @@ void warp_exchange(const char* op, const void* mine, size_t bytes, void* all) {
 }
 
 void* dynamic_shared_memory() { return running("dynamic shared memory").shared.data(); }
+
+void async_copy(void* destination, const void* source, size_t bytes, size_t source_bytes) {
+  running("cp.async").current->open_copies.push_back({destination, source, bytes, std::min(bytes, source_bytes)});
+}
+
+void async_commit() {
+  Thread& t = *running("cp.async.commit_group").current;
+  t.pending_groups.push_back(std::move(t.open_copies));
+  t.open_copies.clear();
+}
+
+void async_wait(int pending) {
+  Thread& t = *running("cp.async.wait_group").current;
+  while (t.pending_groups.size() > static_cast<size_t>(std::max(pending, 0))) {
+    for (const AsyncCopy& c : t.pending_groups.front()) {
+      std::memcpy(c.destination, c.source, c.source_bytes);
+      std::memset(static_cast<char*>(c.destination) + c.source_bytes, 0, c.bytes - c.source_bytes);
+    }
+    t.pending_groups.erase(t.pending_groups.begin());
+  }
+}
 
 std::string launch_refusal(dim3 grid, dim3 block, size_t dynamic_shared_bytes) {
   const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;

@@ -54,6 +54,14 @@ void warp_exchange(const char* op, const void* mine, size_t bytes, void* all);
 // The block's dynamic shared memory (extern __shared__), as large as the launch asked for.
 void* dynamic_shared_memory();
 
+// cp.async: the calling thread's copy of `bytes` bytes, of which the first `source_bytes` come from
+// `source` and the rest are zeros, joins its open group; async_commit closes the group; async_wait(n)
+// carries out the thread's oldest groups until at most n are pending. The copies happen only then,
+// so a thread that reads the destination before waiting reads what was there before.
+void async_copy(void* destination, const void* source, size_t bytes, size_t source_bytes);
+void async_commit();
+void async_wait(int pending);
+
 // Why hardware would refuse to launch this configuration, or an empty string.
 std::string launch_refusal(dim3 grid, dim3 block, size_t dynamic_shared_bytes);
 

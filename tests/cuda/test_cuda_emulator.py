@@ -67,13 +67,16 @@ def test_emulator_runs_kernels_as_cuda_specifies(emulated_build):
                          text=True, timeout=300)
     print(run.stdout)
     assert run.returncode == 0 and run.stdout.rstrip().endswith("OK"), run.stdout + run.stderr
-    assert run.stdout.count("ok  ") >= 14
+    assert run.stdout.count("ok  ") >= 15
 
 
-# (thread order, launch configurations): the emulated device is an sm_87 with 16 SMs, whose tuning-table entry
-# (Jetson AGX Orin: up to 8 warps per strip in decode, 2 per prefill tile) the first run uses; the second
-# runs the threads last to first with other configurations (2 warps, 3 warps, many attention splits).
-RUNS = {"forward": "", "reverse": "gemv_max_warps=2,gemm_warps=3,attention_blocks_per_sm=64"}
+# thread order -> (SMs of the emulated sm_87, AWQ_EDGE_CUDA_TUNING). The first run is a Jetson AGX Orin (16
+# SMs) with its tuning-table entry: up to 8 warps per strip in decode; in prefill the split-K kernel with 2
+# warps for the small shapes and the x-staged kernel with 4 strips per block where that gives 8+ blocks. The
+# second runs the threads last to first on one SM, so that every prefill takes the x-staged kernel (8 strips
+# per block, with spare warps where N is small), and decode with 2 warps per strip and many attention splits.
+RUNS = {"forward": ("16", ""),
+        "reverse": ("1", "gemm_strips=8,gemv_max_warps=2,gemm_warps=3,attention_blocks_per_sm=64")}
 
 
 @pytest.mark.parametrize("order", RUNS)
@@ -86,7 +89,7 @@ def test_gpu_tests_pass_on_the_emulated_backend(emulated_package, tmp_path, orde
                             "or logits_match_transformers or attention_shapes or cuda_graphs or emulated"]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(emulated_package), str(ROOT / "tests")]),
                    "AWQ_EDGE_CUDA_EMULATED": "1", "AWQ_EDGE_CUDA_EMULATOR_ORDER": order,
-                   "AWQ_EDGE_CUDA_TUNING": RUNS[order]}
+                   "AWQ_EDGE_CUDA_EMULATOR_SMS": RUNS[order][0], "AWQ_EDGE_CUDA_TUNING": RUNS[order][1]}
     run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "cuda" / "test_cuda_backend.py"),
                           *selection, "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'child'}",
                           "-o", "addopts="], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1800)
@@ -138,8 +141,9 @@ IN_BOUNDS_MODELS = {
 
 @pytest.mark.parametrize("name", IN_BOUNDS_MODELS)
 def test_kernels_stay_in_bounds(sanitized_build, tmp_path, name):
-    """A 30-token prompt (prefill: the tensor-core kernel) and 12 decode steps (the matrix-vector kernels,
-    recorded and replayed as graphs) without an AddressSanitizer report."""
+    """A 30-token prompt (prefill: the tensor-core kernels, split-K on 16 SMs and x-staged with 2 strips per
+    block on 1) and 12 decode steps (the matrix-vector kernels, recorded and replayed as graphs) without an
+    AddressSanitizer report."""
     from awq_edge.quantize import QuantizeOptions, quantize_model
     from tiny_models import save_tiny_model
     kind, overrides, options = IN_BOUNDS_MODELS[name]
@@ -147,7 +151,10 @@ def test_kernels_stay_in_bounds(sanitized_build, tmp_path, name):
     quantize_model(save_tiny_model(kind, tmp_path / "hf", **overrides), path,
                    QuantizeOptions(**{"method": "rtn", "lm_head": "int8", **options}))
     prompt = "The quick brown fox jumps over the lazy dog, and then some more words follow here."
-    run = subprocess.run([str(sanitized_build / "awq-edge-run"), str(path), "-p", prompt, "-n", "12", "--ignore-eos",
-                          "--backend", "cuda", "--stats"], capture_output=True, text=True, env=SANITIZER, timeout=600)
-    assert run.returncode == 0 and "AddressSanitizer" not in run.stderr, run.stderr[-5000:]
-    assert "CUDA emulator on the CPU" in run.stderr and "generated 12" in run.stderr, run.stderr[-2000:]
+    for sms, tuning in [("16", ""), ("1", "gemm_strips=2")]:
+        environment = {**SANITIZER, "AWQ_EDGE_CUDA_EMULATOR_SMS": sms, "AWQ_EDGE_CUDA_TUNING": tuning}
+        run = subprocess.run([str(sanitized_build / "awq-edge-run"), str(path), "-p", prompt, "-n", "12",
+                              "--ignore-eos", "--backend", "cuda", "--stats"], capture_output=True, text=True,
+                             env=environment, timeout=600)
+        assert run.returncode == 0 and "AddressSanitizer" not in run.stderr, run.stderr[-5000:]
+        assert "CUDA emulator on the CPU" in run.stderr and "generated 12" in run.stderr, run.stderr[-2000:]

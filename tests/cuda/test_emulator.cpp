@@ -11,6 +11,7 @@
 
 #include <cuda_runtime.h>
 
+#include "async_copy.h"
 #include "awq_edge/fp16.h"
 #include "launch.h"
 #include "tensor_core.h"
@@ -103,6 +104,27 @@ __global__ void mma_kernel(const uint16_t* a, const uint16_t* b, const float* c,
   d[(g + 8) * 8 + 2 * t + 1] = acc[3];
 }
 
+// cp.async: out[0] = the shared word before the wait (still the old value), out[1] after waiting
+// for all but the newest group (the older copy done, the newer not), out[2] after waiting for all,
+// out[3] a zero-filled copy.
+__global__ void async_copy_kernel(const uint4* source, uint32_t* out) {
+  uint4* shared = dynamic_shared<uint4>();
+  shared[0] = make_uint4(7, 7, 7, 7);
+  shared[1] = make_uint4(7, 7, 7, 7);
+  shared[2] = make_uint4(7, 7, 7, 7);
+  awq_edge::cuda::copy16_async(shared + 0, source + 0, true);
+  awq_edge::cuda::commit_copies();
+  awq_edge::cuda::copy16_async(shared + 1, source + 1, true);
+  awq_edge::cuda::copy16_async(shared + 2, source + 1, false);
+  awq_edge::cuda::commit_copies();
+  out[0] = shared[0].x;
+  awq_edge::cuda::wait_copies<1>();
+  out[1] = shared[0].x * 100 + shared[1].x;
+  awq_edge::cuda::wait_copies<0>();
+  out[2] = shared[1].x;
+  out[3] = shared[2].x + shared[2].w;
+}
+
 __global__ void add_one_kernel(int* x) { x[threadIdx.x] += 1; }
 
 __global__ void copy_kernel(const float* x, float* y) { y[threadIdx.x] = x[threadIdx.x]; }
@@ -154,6 +176,19 @@ void check_barrier_and_shared() {
   cudaFree(out);
   cudaFree(values);
   cudaFree(racy);
+}
+
+void check_async_copies() {
+  uint4* source = device_array<uint4>(2);
+  source[0] = make_uint4(1, 1, 1, 1);
+  source[1] = make_uint4(2, 2, 2, 2);
+  uint32_t* out = device_array<uint32_t>(4);
+  launch("async_copy", async_copy_kernel, 1, 1, 3 * sizeof(uint4), nullptr, source, out);
+  check(out[0] == 7 && out[1] == 107 && out[2] == 2 && out[3] == 0,
+        "cp.async lands at its group's wait, oldest group first, and zero-fills (got " + std::to_string(out[0]) + ", " +
+            std::to_string(out[1]) + ", " + std::to_string(out[2]) + ", " + std::to_string(out[3]) + ")");
+  cudaFree(source);
+  cudaFree(out);
 }
 
 void check_mma() {
@@ -247,6 +282,7 @@ int main(int argc, char** argv) {
   check_shuffle();
   check_barrier_and_shared();
   check_mma();
+  check_async_copies();
   check_reported_mistakes();
   check_graphs();
   if (failures != 0) {

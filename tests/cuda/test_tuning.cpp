@@ -45,6 +45,9 @@ int main() {
          "overrides are applied");
   expect_error("gemv_max_warps=3", "gemv_max_warps");
   expect_error("gemm_warps=5", "gemm_warps");
+  expect_error("gemm_strips=3", "gemm_strips");
+  apply_tuning_overrides("gemm_strips=8", c);
+  expect(c.gemm_strips == 8, "gemm_strips is applied");
   expect_error("unknown=1", "unknown");
   expect_error("gemv_max_warps", "field=value");
   expect_error("gemm_warps=x", "gemm_warps=x");
@@ -62,6 +65,13 @@ int main() {
     const int w = gemv_warps(d, strips, 16);
     expect(w >= 1 && w <= d.gemv_max_warps && (w & (w - 1)) == 0, "gemv warps are a power of two within the limit");
   }
+  KernelConfig staged;
+  staged.gemm_strips = 8;
+  expect(gemm_strips_per_block(staged, 128, 512, 132) == 8, "4096 rows x 512 tokens on an H100: 128 blocks, staged");
+  expect(gemm_strips_per_block(staged, 128, 512, 16) == 8, "4096 rows x 512 tokens on 16 SMs: staged");
+  expect(gemm_strips_per_block(staged, 18, 64, 16) == 1, "576 rows x 64 tokens: 3 blocks for 16 SMs: split K");
+  staged.gemm_strips = 1;
+  expect(gemm_strips_per_block(staged, 4096, 4096, 16) == 1, "gemm_strips=1: always split K");
   expect(attention_splits(d, 32, 128, 132) == 2, "128 positions: at most 2 splits of 64");
   expect(attention_splits(d, 32, 4096, 132) == 17, "4096 positions, 32 tasks on 132 SMs: 17 splits");
   expect(attention_splits(d, 4096, 4096, 132) == 1, "many tasks: no split");
