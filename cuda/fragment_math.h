@@ -69,6 +69,19 @@ AWQ_EDGE_HD uint32_t h2_fma(uint32_t a, uint32_t b, uint32_t c) {
 #endif
 }
 
+// (low + high of an fp16 pair) times the fp16 in half `high` (0 or 1) of `scale2`, each step rounded
+// to fp16, returned in fp32 (one HADD2 and one HMUL2 with half selectors, one conversion).
+AWQ_EDGE_HD float h2_sum_times(uint32_t a, uint32_t scale2, int high) {
+#if defined(__CUDA_ARCH__)
+  const __half2 pair = as_half2(a), scales = as_half2(scale2);
+  const __half total = __hadd(__low2half(pair), __high2half(pair));
+  return __half2float(__hmul(total, high ? __high2half(scales) : __low2half(scales)));
+#else
+  const float total = fp16_to_float(float_to_fp16(low_half(a) + high_half(a)));
+  return fp16_to_float(float_to_fp16(total * (high ? high_half(scale2) : low_half(scale2))));
+#endif
+}
+
 // low + high of an fp16 pair, in fp32.
 AWQ_EDGE_HD float h2_sum(uint32_t a) {
 #if defined(__CUDA_ARCH__)
@@ -134,17 +147,18 @@ AWQ_EDGE_HD void unpack_pairs(uint32_t word, uint32_t zero_pair, uint32_t negati
   out[3] = h2_fma(and_or<kHighNibbles, kMagic>(shifted), kSixteenth, negative_sixteenth_zero_pair);
 }
 
-// Matrix-vector step: sum over the 8 columns that `lane` holds in word r (one row) of (q - z) * x,
-// x being the lane's 4 prepared fp16 pairs (scaled into [-1, 1]): the pair products are summed in
-// fp16 (4 terms, each |q - z| <= 15 times |x| <= 1), then once in fp32.
-AWQ_EDGE_HD float lane_row_dot(uint32_t word, const ZeroPairs& zeros, int r, const uint32_t x[4]) {
+// Matrix-vector step: s * sum over the 8 columns that `lane` holds in word r (one row) of (q - z) * x,
+// x being the lane's 4 prepared fp16 pairs (scaled into [-1, 1]) and s the row's fp16 scale (half
+// r % 2 of scale2): the pair products are summed in fp16 (4 terms, each |q - z| <= 15 times
+// |x| <= 1), the two halves added and multiplied by s in fp16 (|sum| <= 120), then taken to fp32.
+AWQ_EDGE_HD float lane_row_dot(uint32_t word, const ZeroPairs& zeros, int r, const uint32_t x[4], uint32_t scale2) {
   uint32_t d[4];
   unpack_pairs(word, biased_zero_pair_of_byte(zeros.zeros4, r), negative_sixteenth_zero_pair_of_byte(zeros.zeros4_times16, r), d);
   uint32_t sum = h2_mul(d[0], x[0]);
   sum = h2_fma(d[1], x[1], sum);
   sum = h2_fma(d[2], x[2], sum);
   sum = h2_fma(d[3], x[3], sum);
-  return h2_sum(sum);
+  return h2_sum_times(sum, scale2, r & 1);
 }
 
 // mma.m16n8k16 A operands of the two k16 tiles of a block, from the lane's prepared x of token

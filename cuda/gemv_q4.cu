@@ -8,7 +8,8 @@
 //   per tile and lane (q4_layout.h):   16 bytes of W = 4 rows (8r + gid) x 8 columns
 //                                      16 bytes of prepared x per token = the same 8 columns
 //                                      8 bytes of scales, 4 bytes of zero points (4 rows)
-//   acc[token][r] += lane_row_dot(word r, zeros, r, x) * scale r * multiplier(token, group)
+//   acc[token][r] += lane_row_dot(word r, zeros, r, x, scale r) * multiplier(token, group)
+//                    (fp16 up to the scaled sum of the lane's 8 products, then one fp32 fma)
 //
 //   then: sum over the 4 lanes of a row (shuffles), over the warps (shared memory), + bias.
 //
@@ -58,15 +59,14 @@ __device__ __forceinline__ void accumulate_strip(const GroupedWeight& w, int64_t
       const uint2 s = __ldg(scales + j * 8);
       const cuda_layout::ZeroPairs z = cuda_layout::zero_pairs(__ldg(zeros + j * 8));
       const uint32_t words[4] = {tile[d].x, tile[d].y, tile[d].z, tile[d].w};
-      const float scale[4] = {__low2float(cuda_layout::as_half2(s.x)), __high2float(cuda_layout::as_half2(s.x)),
-                              __low2float(cuda_layout::as_half2(s.y)), __high2float(cuda_layout::as_half2(s.y))};
+      const uint32_t scale2[4] = {s.x, s.x, s.y, s.y};  // row r's fp16 scale: half r % 2
 #pragma unroll
       for (int t = 0; t < M; ++t) {
         const uint4 xv = __ldg(x_lane + (t * blocks + b) * 4);
         const uint32_t xs[4] = {xv.x, xv.y, xv.z, xv.w};
         const float multiplier = __ldg(multipliers + t * groups + j);
 #pragma unroll
-        for (int r = 0; r < 4; ++r) acc[t][r] += cuda_layout::lane_row_dot(words[r], z, r, xs) * (scale[r] * multiplier);
+        for (int r = 0; r < 4; ++r) acc[t][r] += cuda_layout::lane_row_dot(words[r], z, r, xs, scale2[r]) * multiplier;
       }
     }
   }
@@ -97,7 +97,7 @@ __device__ __forceinline__ float strip_total(const float* warp_sums, int M, int 
 
 // y = x W^T + bias; gated: y = silu(x W^T + bias) * (x W2^T + bias2), W and W2 of one shape.
 template <int M, bool kGated>
-__global__ void __launch_bounds__(256) gemv_q4_kernel(GroupedWeight w, GroupedWeight w2, const uint4* __restrict__ x,
+__global__ void __launch_bounds__(256, 1) gemv_q4_kernel(GroupedWeight w, GroupedWeight w2, const uint4* __restrict__ x,
                                                       const float* __restrict__ multipliers,
                                                       const float* __restrict__ bias, const float* __restrict__ bias2,
                                                       float* __restrict__ y, int64_t y_stride) {

@@ -168,11 +168,13 @@ void check_matrix_vector(const FileMatrix& f, const PackedGroupedWeight& p, std:
           const int tig = lane & 3, gid = lane >> 2;
           std::memcpy(xl, &xp[static_cast<size_t>(t * f.cols + b * 32 + 8 * tig)], 16);
           for (int r = 0; r < 4; ++r) {
-            const size_t entry = static_cast<size_t>((s * p.groups + j) * 32 + 4 * gid + r);
+            // the lane's 8-byte load of its 4 rows' scales: row r's is half r % 2 of word r / 2
+            const size_t first_entry = static_cast<size_t>((s * p.groups + j) * 32 + 4 * gid);
+            const size_t pair_entry = first_entry + static_cast<size_t>(r & 2);
+            const uint32_t scale2 = p.scales[pair_entry] | (static_cast<uint32_t>(p.scales[pair_entry + 1]) << 16);
             const uint32_t word = p.words[static_cast<size_t>(word_index(s, b, p.blocks, lane, r))];
-            const float part = lane_row_dot(word, zero_pairs(zeros4_of(p, s, j, gid)), r, xl);
-            y[static_cast<size_t>(s * 32 + word_row(lane, r))] +=
-                part * (fp16_to_float(p.scales[entry]) * multipliers[static_cast<size_t>(t * p.groups + j)]);
+            const float part = lane_row_dot(word, zero_pairs(zeros4_of(p, s, j, gid)), r, xl, scale2);
+            y[static_cast<size_t>(s * 32 + word_row(lane, r))] += part * multipliers[static_cast<size_t>(t * p.groups + j)];
           }
         }
       }
