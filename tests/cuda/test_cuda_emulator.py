@@ -12,7 +12,9 @@ __syncthreads and mma.sync are emulated as CUDA specifies them, and stream captu
    backend, in a child pytest that imports the emulated extension; once more with the threads of every
    block run in reverse order, so that a missing barrier changes a result.
 
-3. Out-of-bounds accesses (what compute-sanitizer's memcheck finds on a GPU): awq-edge-run and the emulator
+3. The real model: SmolLM2-135M (W4 g64, int8 LM head; hidden 576, 9 query heads on 3 kv heads, a
+   49152-token vocabulary) gives the CPU backend's greedy text through `awq-edge-run --backend cuda`.
+4. Out-of-bounds accesses (what compute-sanitizer's memcheck finds on a GPU): awq-edge-run and the emulator
    test built with AddressSanitizer, where device memory is malloc'd host memory of the exact size, run
    tiny models of every weight scheme through prefill and decode on the emulated backend.
 
@@ -42,8 +44,8 @@ def emulated_build(tmp_path_factory):
                                 "-DAWQ_EDGE_CUDA=OFF", "-DAWQ_EDGE_CUDA_EMULATOR=ON", "-DAWQ_EDGE_PYTHON=ON",
                                 f"-DPython_EXECUTABLE={sys.executable}"], capture_output=True, text=True)
     assert configure.returncode == 0, configure.stdout + configure.stderr
-    compile_ = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "_awq_edge", "test_emulator"],
-                              capture_output=True, text=True)
+    compile_ = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "_awq_edge", "test_emulator",
+                               "awq-edge-run"], capture_output=True, text=True)
     assert compile_.returncode == 0, compile_.stdout[-5000:] + compile_.stderr[-5000:]
     return build
 
@@ -97,6 +99,23 @@ def test_gpu_tests_pass_on_the_emulated_backend(emulated_package, tmp_path, orde
     print(summary)
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-3000:]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+
+
+@pytest.mark.slow
+def test_real_model_greedy_text_matches_the_cpu_backend(emulated_build, smollm2_path, tmp_path):
+    """A short prompt and 8 greedy tokens (about a minute on the emulator: every decode step runs 210 linear
+    layers and the 49152-row LM head as fibers)."""
+    from awq_edge import Generator
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    path = tmp_path / "smollm2-rtn-w4g64.awqe"
+    quantize_model(smollm2_path, path, QuantizeOptions(method="rtn", bits=4, group_size=64, lm_head="int8"))
+    prompt = "The capital of France is"
+    expected = Generator(path, backend="cpu").generate(prompt, max_new_tokens=8, ignore_eos=True)
+    run = subprocess.run([str(emulated_build / "awq-edge-run"), str(path), "-p", prompt, "-n", "8", "--ignore-eos",
+                          "--backend", "cuda", "--stats"], capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "CUDA emulator on the CPU" in run.stderr
+    assert run.stdout == expected + "\n", (run.stdout, expected)
 
 
 @pytest.fixture(scope="session")
