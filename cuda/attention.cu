@@ -6,18 +6,23 @@
 //   cache (one layer): K and V (capacity, nkv*D) fp16, position p of kv head h at [p][h*D .. h*D+D)
 //   q, out: (n, nh*D) fp32
 //
-//   attention_kernel   grid (splits, nkv * head_chunks, n); 4 warps per block
-//     a block serves up to 8 query heads that share one kv head (GQA: K and V are read once for
-//     them) over positions [split * span, min(length, (split + 1) * span)) of one token;
-//     warp w takes positions begin + w, begin + w + 4, ...; lane l holds elements l + 32e of the
-//     head (E = ceil(D / 32) per lane); q.k is reduced across the warp with shuffles.
-//     The 4 warps' (max, sum, weighted V) are merged in shared memory and written to
-//     partial[token][head][split] = (D weighted-V sums, max, sum).
+//   attention_kernel   grid (splits, nkv * head_chunks, token tiles); 4 warps per block
+//     a block serves up to 8 query rows that share one kv head, so that K and V are read once
+//     for them: row r = head first_head + r % heads of token first_token + r / heads, with
+//     heads = the query heads of the kv head (up to 8 per chunk; GQA) and as many tokens as
+//     leave room (8 / heads: 8 tokens without GQA, 1 in decode), over the positions
+//     [split * span, min(length, (split + 1) * span)) of its last token, each row stopping at its
+//     own token (causal); warp w takes positions begin + w, begin + w + 4, ...; lane l holds
+//     elements l + 32e of the head (E = ceil(D / 32) per lane); q.k is reduced across the warp
+//     with shuffles. The 4 warps' (max, sum, weighted V) are merged in shared memory and written
+//     to partial[token][head][split] = (D weighted-V sums, max, sum).
 //     With rope tables given, q is rotated as it is read (the rotary embedding fused in).
 //   combine_kernel     grid (n, nh): merges the splits and normalises.
 #include "attention_math.h"
 #include "kernels.h"
 #include "launch.h"
+
+#include <algorithm>
 
 #include <cuda_fp16.h>
 
@@ -25,36 +30,55 @@ namespace awq_edge::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kHeadsPerBlock = 8;
+constexpr int kRowsPerBlock = 8;  // query rows (token, head) that share the block's K and V reads
 
-template <int E>
-__global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArguments a, int head_chunks) {
-  __shared__ float warp_max[kWarps][kHeadsPerBlock], warp_sum[kWarps][kHeadsPerBlock];
-  __shared__ float warp_acc[kWarps][kHeadsPerBlock][E * 32];
+// The block's query rows: `heads` query heads of one kv head (up to 8) times `tokens` consecutive
+// tokens, kRowsPerBlock at most: row r is head first_head + r % heads of token first_token + r / heads.
+struct QueryRows {
+  int first_head, heads;
+  int64_t first_token, tokens;
+};
+
+// E: elements of a head per lane; R: query rows the block holds (a power of two >= its active rows,
+// at most kRowsPerBlock), so that the row loop has no exit and its shuffles no condition.
+template <int E, int R>
+__global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArguments a, int head_chunks,
+                                                                int tokens_per_block) {
+  __shared__ float warp_max[kWarps][R], warp_sum[kWarps][R];
+  __shared__ float warp_acc[kWarps][R][E * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int split = blockIdx.x, kv_head = blockIdx.y / head_chunks, chunk = blockIdx.y % head_chunks;
-  const int64_t token = blockIdx.z;
   const int D = a.head_dim, group = a.n_heads / a.n_kv_heads;
-  const int first_head = kv_head * group + chunk * kHeadsPerBlock;
-  const int heads = min(kHeadsPerBlock, group - chunk * kHeadsPerBlock);
+  const int64_t n = a.q.rows;
+  QueryRows rows;
+  rows.first_head = kv_head * group + chunk * kRowsPerBlock;
+  rows.heads = min(kRowsPerBlock, group - chunk * kRowsPerBlock);
+  rows.first_token = static_cast<int64_t>(blockIdx.z) * tokens_per_block;
+  rows.tokens = n - rows.first_token < tokens_per_block ? n - rows.first_token : tokens_per_block;
+  const int active_rows = rows.heads * static_cast<int>(rows.tokens);
   const int64_t first_position = *a.first_position;
-  const cuda_layout::PositionRange range = cuda_layout::split_positions(first_position, a.q.rows, a.splits, split, token);
+  // the split's positions for the tile's last token (the longest); earlier tokens stop sooner
+  const cuda_layout::PositionRange range =
+      cuda_layout::split_positions(first_position, n, a.splits, split, rows.first_token + rows.tokens - 1);
   const int64_t kv_stride = static_cast<int64_t>(a.n_kv_heads) * D;
 
-  float q[kHeadsPerBlock][E], acc[kHeadsPerBlock][E], running_max[kHeadsPerBlock], running_sum[kHeadsPerBlock];
+  float q[R][E], acc[R][E], running_max[R], running_sum[R];
+  int row_end[R];  // causal: row r sees positions < row_end[r] (a cache of < 2^31 positions)
   const int half = D / 2;
-  const float* cos_row = a.rope_cos != nullptr ? a.rope_cos + (first_position + token) * half : nullptr;
-  const float* sin_row = a.rope_sin != nullptr ? a.rope_sin + (first_position + token) * half : nullptr;
 #pragma unroll
-  for (int g = 0; g < kHeadsPerBlock; ++g) {
-    running_max[g] = -INFINITY;
-    running_sum[g] = 0.0f;
+  for (int r = 0; r < R; ++r) {
+    running_max[r] = -INFINITY;
+    running_sum[r] = 0.0f;
+    const int64_t token = rows.first_token + r / rows.heads;
+    row_end[r] = r < active_rows ? static_cast<int>(first_position + token + 1) : 0;
+    const float* cos_row = a.rope_cos != nullptr ? a.rope_cos + (first_position + token) * half : nullptr;
+    const float* sin_row = a.rope_sin != nullptr ? a.rope_sin + (first_position + token) * half : nullptr;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       const int d = lane + 32 * e;
       float value = 0.0f;
-      if (g < heads && d < D) {
-        const float* head = a.q.data + token * a.q.stride + (first_head + g) * D;
+      if (r < active_rows && d < D) {
+        const float* head = a.q.data + token * a.q.stride + (rows.first_head + r % rows.heads) * D;
         value = head[d];
         if (cos_row != nullptr) {  // rope fused: rotate pairs (d, d + D/2) as rope_kernel would
           const int pair = d < half ? d : d - half;
@@ -62,8 +86,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArgumen
                            : value * cos_row[pair] + head[d - half] * sin_row[pair];
         }
       }
-      q[g][e] = value * a.scale;
-      acc[g][e] = 0.0f;
+      q[r][e] = value * a.scale;
+      acc[r][e] = 0.0f;
     }
   }
   const __half* keys = reinterpret_cast<const __half*>(a.cache_k) + kv_head * D;
@@ -77,39 +101,42 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttentionArgumen
       v[e] = d < D ? __half2float(values[p * kv_stride + d]) : 0.0f;
     }
 #pragma unroll
-    for (int g = 0; g < kHeadsPerBlock; ++g) {
-      if (g >= heads) break;
+    for (int r = 0; r < R; ++r) {
       float score = 0.0f;
 #pragma unroll
-      for (int e = 0; e < E; ++e) score += q[g][e] * k[e];
+      for (int e = 0; e < E; ++e) score += q[r][e] * k[e];
       for (int offset = 16; offset > 0; offset /= 2) score += __shfl_xor_sync(0xFFFFFFFFu, score, offset);
-      const cuda_layout::SoftmaxStep step = cuda_layout::online_softmax_step(running_max[g], running_sum[g], score);
+      if (p < row_end[r]) {  // causal: positions past the row's token are skipped (after the shuffles)
+        const cuda_layout::SoftmaxStep step = cuda_layout::online_softmax_step(running_max[r], running_sum[r], score);
 #pragma unroll
-      for (int e = 0; e < E; ++e) acc[g][e] = acc[g][e] * step.correction + step.weight * v[e];
+        for (int e = 0; e < E; ++e) acc[r][e] = acc[r][e] * step.correction + step.weight * v[e];
+      }
     }
   }
   if (lane == 0) {
-    for (int g = 0; g < kHeadsPerBlock; ++g) {
-      warp_max[warp][g] = running_max[g];
-      warp_sum[warp][g] = running_sum[g];
+    for (int r = 0; r < R; ++r) {
+      warp_max[warp][r] = running_max[r];
+      warp_sum[warp][r] = running_sum[r];
     }
   }
 #pragma unroll
-  for (int g = 0; g < kHeadsPerBlock; ++g)
+  for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int e = 0; e < E; ++e) warp_acc[warp][g][lane + 32 * e] = acc[g][e];
+    for (int e = 0; e < E; ++e) warp_acc[warp][r][lane + 32 * e] = acc[r][e];
   __syncthreads();
 
-  for (int task = threadIdx.x; task < heads * (D + 2); task += blockDim.x) {
-    const int g = task / (D + 2), d = task % (D + 2);
+  for (int task = threadIdx.x; task < active_rows * (D + 2); task += blockDim.x) {
+    const int r = task / (D + 2), d = task % (D + 2);
     float block_max = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, warp_max[w][g]);
+    for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, warp_max[w][r]);
     float total = 0.0f;
     for (int w = 0; w < kWarps; ++w) {
-      const float factor = cuda_layout::merge_factor(warp_max[w][g], block_max);  // 0: the warp saw no position
-      total += factor * (d < D ? warp_acc[w][g][d] : warp_sum[w][g]);
+      const float factor = cuda_layout::merge_factor(warp_max[w][r], block_max);  // 0: the warp saw no position
+      total += factor * (d < D ? warp_acc[w][r][d] : warp_sum[w][r]);
     }
-    float* out = a.partial + ((token * a.n_heads + first_head + g) * a.splits + split) * (D + 2);
+    const int64_t token = rows.first_token + r / rows.heads;
+    const int head = rows.first_head + r % rows.heads;
+    float* out = a.partial + ((token * a.n_heads + head) * a.splits + split) * (D + 2);
     if (d < D) out[d] = total;
     else if (d == D) out[D] = block_max;
     else out[D + 1] = total;  // d == D + 1: the sum of weights
@@ -134,6 +161,14 @@ __global__ void combine_kernel(AttentionArguments a) {
   }
 }
 
+template <int R>
+void launch_attention(const AttentionArguments& a, dim3 grid, int head_chunks, int tokens_per_block,
+                      cudaStream_t stream) {
+  auto* kernel = a.head_dim <= 32 ? attention_kernel<1, R> : a.head_dim <= 64 ? attention_kernel<2, R>
+               : a.head_dim <= 128 ? attention_kernel<4, R> : attention_kernel<8, R>;
+  launch("attention", kernel, grid, kWarps * 32, 0, stream, a, head_chunks, tokens_per_block);
+}
+
 }  // namespace
 
 void attention(const AttentionArguments& a, cudaStream_t stream) {
@@ -143,12 +178,18 @@ void attention(const AttentionArguments& a, cudaStream_t stream) {
   }
   const int64_t n = a.q.rows;
   const int group = a.n_heads / a.n_kv_heads;
-  const int head_chunks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
+  const int head_chunks = (group + kRowsPerBlock - 1) / kRowsPerBlock;
+  // prefill: as many tokens per block as leave rows for the heads of a chunk (8 / heads), so that
+  // one read of K and V serves up to 8 query rows also without GQA
+  const int heads_per_chunk = group < kRowsPerBlock ? group : kRowsPerBlock;
+  const int tokens_per_block = static_cast<int>(std::min<int64_t>(kRowsPerBlock / heads_per_chunk, n));
   const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n_kv_heads * head_chunks),
-                  static_cast<unsigned>(n));
-  auto* kernel = a.head_dim <= 32 ? attention_kernel<1> : a.head_dim <= 64 ? attention_kernel<2>
-               : a.head_dim <= 128 ? attention_kernel<4> : attention_kernel<8>;
-  launch("attention", kernel, grid, kWarps * 32, 0, stream, a, head_chunks);
+                  static_cast<unsigned>((n + tokens_per_block - 1) / tokens_per_block));
+  const int rows = heads_per_chunk * tokens_per_block;
+  if (rows <= 1) launch_attention<1>(a, grid, head_chunks, tokens_per_block, stream);
+  else if (rows <= 2) launch_attention<2>(a, grid, head_chunks, tokens_per_block, stream);
+  else if (rows <= 4) launch_attention<4>(a, grid, head_chunks, tokens_per_block, stream);
+  else launch_attention<kRowsPerBlock>(a, grid, head_chunks, tokens_per_block, stream);
   launch("attention combine", combine_kernel, dim3(static_cast<unsigned>(n), static_cast<unsigned>(a.n_heads)), 128, 0,
          stream, a);
 }
