@@ -23,11 +23,12 @@ const TuningEntry kTable[] = {
     {"H100 / H200 / GH200", 9, 0, 100, 160, false, {4, 16, 2, 4, 8}},
 };
 
-int parse_int(const std::string& field, const std::string& value) {
+int parse_int(const std::string& field, const std::string& value, int low = 1, int high = 64) {
   char* end = nullptr;
   const long parsed = std::strtol(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || parsed < 1 || parsed > 64) {
-    throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: " + field + "=" + value + " is not an integer in 1..64");
+  if (value.empty() || *end != '\0' || parsed < low || parsed > high) {
+    throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: " + field + "=" + value + " is not an integer in " +
+                                std::to_string(low) + ".." + std::to_string(high));
   }
   return static_cast<int>(parsed);
 }
@@ -50,7 +51,7 @@ void apply_tuning_overrides(const std::string& text, KernelConfig& config) {
       throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: '" + item + "' is not field=value");
     }
     const std::string field = item.substr(0, equals), value = item.substr(equals + 1);
-    const int v = parse_int(field, value);
+    const int v = field == "gemm_staged_always" ? parse_int(field, value, 0, 1) : parse_int(field, value);
     if (field == "gemv_max_warps") {
       if (v != 1 && v != 2 && v != 4 && v != 8) throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: gemv_max_warps must be 1, 2, 4 or 8");
       config.gemv_max_warps = v;
@@ -61,12 +62,15 @@ void apply_tuning_overrides(const std::string& text, KernelConfig& config) {
       config.gemm_warps = v;
     } else if (field == "attention_blocks_per_sm") {
       config.attention_blocks_per_sm = v;
+    } else if (field == "gemm_staged_always") {
+      config.gemm_staged_always = v == 1;
     } else if (field == "gemm_strips") {
       if (v != 1 && v != 2 && v != 4 && v != 8) throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: gemm_strips must be 1, 2, 4 or 8");
       config.gemm_strips = v;
     } else {
       throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: unknown field '" + field +
-                                  "' (gemv_max_warps, gemv_warps_per_sm, gemm_warps, gemm_strips, attention_blocks_per_sm)");
+                                  "' (gemv_max_warps, gemv_warps_per_sm, gemm_warps, gemm_strips, gemm_staged_always, "
+                                  "attention_blocks_per_sm)");
     }
   }
 }
@@ -96,6 +100,7 @@ int gemv_warps(const KernelConfig& config, int64_t strips, int sms) {
 
 int gemm_strips_per_block(const KernelConfig& config, int64_t strips, int64_t tokens, int sms) {
   if (config.gemm_strips <= 1) return 1;
+  if (config.gemm_staged_always) return config.gemm_strips;
   const int64_t blocks = (strips + config.gemm_strips - 1) / config.gemm_strips * ((tokens + 63) / 64);
   return 2 * blocks >= sms ? config.gemm_strips : 1;
 }

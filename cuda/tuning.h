@@ -14,9 +14,10 @@ struct KernelConfig {
   int gemv_max_warps = 4;            // at most this many warps split K per strip of 32 rows (1, 2, 4, 8)
   int gemv_warps_per_sm = 16;        // aim for this many resident warps per SM in a decode matrix-vector
   int gemm_warps = 2;                // warps splitting K per 64-token x 32-row prefill tile (1..4)
-  int gemm_strips = 4;               // prefill with x staged in shared memory: strips of 32 rows per block
-                                     // (2, 4, 8; 1 = always the split-K kernel), see gemm_kernel
   int attention_blocks_per_sm = 4;   // flash-decoding: split the positions until this many blocks per SM
+  int gemm_strips = 4;               // prefill with x staged in shared memory: strips of 32 rows per block
+                                     // (2, 4, 8; 1 = always the split-K kernel), see gemm_strips_per_block
+  bool gemm_staged_always = false;   // tests: the x-staged kernel whatever the grid (override only)
 };
 
 struct TuningEntry {
@@ -40,7 +41,8 @@ int gemv_warps(const KernelConfig& config, int64_t strips, int sms);
 // The prefill kernel for `strips` strips and `tokens` tokens: the number of strips per block of the
 // x-staged kernel (config.gemm_strips), or 1 for the split-K kernel, which is taken when the staged
 // kernel would leave more than half the SMs without a block (small N and few tokens) or gemm_strips
-// is 1. (The threshold is a guess until measured: tools/tune_cuda.py times both kernels.)
+// is 1, unless gemm_staged_always. (The threshold is a guess until measured: tools/tune_cuda.py times
+// both kernels.)
 int gemm_strips_per_block(const KernelConfig& config, int64_t strips, int64_t tokens, int sms);
 
 // Splits of the positions for `tasks` (token, kv-head) pairs attending over up to `length` positions.

@@ -32,12 +32,20 @@ stage build pip install --no-build-isolation --no-deps -v .
 stage backend python3 -c "from awq_edge._awq_edge import backends; print(backends.compiled(), backends.available('cuda'))"
 stage pytest-host python3 -m pytest -q tests/cuda/test_q4_layout.py tests/cuda/test_kernels_compile.py
 stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda -rs
+# the test shapes are too small for the x-staged prefill kernel on a big GPU: once more with it forced
+staged="gemm_strips=4,gemm_staged_always=1"
+stage pytest-gpu-staged env AWQ_EDGE_CUDA_TUNING=$staged python3 -m pytest -q -m gpu tests/cuda/test_cuda_backend.py \
+  -k "matches_numpy or matches_transformers"
 stage count-instructions python3 tools/count_cuda_instructions.py
 if [ "$quick" != "--quick" ] && command -v compute-sanitizer > /dev/null; then
   # a subset: the sanitizers slow kernels down by 10-100x
   subset=(-q -m gpu tests/cuda/test_cuda_backend.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed")
   stage sanitizer-memcheck compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
   stage sanitizer-racecheck compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
+  stage sanitizer-memcheck-staged env AWQ_EDGE_CUDA_TUNING=$staged \
+    compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
+  stage sanitizer-racecheck-staged env AWQ_EDGE_CUDA_TUNING=$staged \
+    compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
 fi
 stage bench-cuda python3 tools/bench_cuda.py
 if [ "$quick" != "--quick" ]; then

@@ -34,8 +34,13 @@ int main() {
   expect(source.find("AGX Orin") != std::string::npos, "sm_87 with 16 SMs is the AGX Orin entry: " + source);
   tuned_config(8, 7, 8, &source);
   expect(source.find("Orin NX") != std::string::npos, "sm_87 with 8 SMs is the Orin NX entry: " + source);
-  tuned_config(9, 0, 132, &source);
+  const KernelConfig h100 = tuned_config(9, 0, 132, &source);
   expect(source.find("H100") != std::string::npos, "sm_90 with 132 SMs is the H100 entry: " + source);
+  // the table's columns land in the fields its comment names
+  expect(h100.gemv_max_warps == 4 && h100.gemv_warps_per_sm == 16 && h100.gemm_warps == 2 &&
+             h100.attention_blocks_per_sm == 4 && h100.gemm_strips == 8 && !h100.gemm_staged_always,
+         "the H100 entry's fields");
+  expect(tuned_config(8, 7, 16, nullptr).gemm_strips == 4, "the AGX Orin entry stages 4 strips per block");
   tuned_config(12, 0, 84, &source);
   expect(source.find("generic default") != std::string::npos, "an unknown GPU gets the default: " + source);
 
@@ -70,6 +75,9 @@ int main() {
   expect(gemm_strips_per_block(staged, 128, 512, 132) == 8, "4096 rows x 512 tokens on an H100: 128 blocks, staged");
   expect(gemm_strips_per_block(staged, 128, 512, 16) == 8, "4096 rows x 512 tokens on 16 SMs: staged");
   expect(gemm_strips_per_block(staged, 18, 64, 16) == 1, "576 rows x 64 tokens: 3 blocks for 16 SMs: split K");
+  apply_tuning_overrides("gemm_staged_always=1", staged);
+  expect(gemm_strips_per_block(staged, 18, 64, 16) == 8, "gemm_staged_always=1: staged even for 3 blocks");
+  expect_error("gemm_staged_always=2", "0..1");
   staged.gemm_strips = 1;
   expect(gemm_strips_per_block(staged, 4096, 4096, 16) == 1, "gemm_strips=1: always split K");
   expect(attention_splits(d, 32, 128, 132) == 2, "128 positions: at most 2 splits of 64");
