@@ -273,26 +273,14 @@ void tile_block(const float* x, const float* tile, int64_t cols, float* y, int64
   }
 }
 
-template <int MX>
-void tile_block_rows(int w_rows, const float* x, const float* tile, int64_t cols, float* y, int64_t y_stride) {
-  static_assert(kTileWRows == 3, "the cases below");
-  switch (w_rows) {
-    case 3: return tile_block<MX, 3>(x, tile, cols, y, y_stride);
-    case 2: return tile_block<MX, 2>(x, tile, cols, y, y_stride);
-    default: return tile_block<MX, 1>(x, tile, cols, y, y_stride);
-  }
-}
-
 // tiled_prefill's block: x_rows (1..4) rows of x times w_rows rows of the tile.
 void tile_block_any(int x_rows, int w_rows, const float* x, const float* tile, int64_t cols, float* y,
                     int64_t y_stride) {
-  static_assert(kTileXRows == 4, "the cases below");
-  switch (x_rows) {
-    case 4: return tile_block_rows<4>(w_rows, x, tile, cols, y, y_stride);
-    case 3: return tile_block_rows<3>(w_rows, x, tile, cols, y, y_stride);
-    case 2: return tile_block_rows<2>(w_rows, x, tile, cols, y, y_stride);
-    default: return tile_block_rows<1>(w_rows, x, tile, cols, y, y_stride);
-  }
+  with_count<kTileXRows>(x_rows, [&](auto mx) {
+    with_count<kTileWRows>(w_rows, [&](auto mw) {
+      tile_block<decltype(mx)::value, decltype(mw)::value>(x, tile, cols, y, y_stride);
+    });
+  });
 }
 
 // x (m, K) in the tile's column order; y (m, N).

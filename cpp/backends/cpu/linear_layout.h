@@ -102,6 +102,23 @@ void with_group_size(int64_t group_size, F&& f) {
   }
 }
 
+// Calls f(std::integral_constant<int, n>{}) for a count n = 1..Max (Max <= 4; anything else is
+// taken as 1), so that a kernel templated on a block size is chosen in one place.
+template <int Max, typename F>
+void with_count(int n, F&& f) {
+  static_assert(Max >= 1 && Max <= 4, "with_count dispatches 1..4");
+  if constexpr (Max >= 4) {
+    if (n == 4) return f(std::integral_constant<int, 4>{});
+  }
+  if constexpr (Max >= 3) {
+    if (n == 3) return f(std::integral_constant<int, 3>{});
+  }
+  if constexpr (Max >= 2) {
+    if (n == 2) return f(std::integral_constant<int, 2>{});
+  }
+  return f(std::integral_constant<int, 1>{});
+}
+
 // The prefill of the floating-point SIMD levels (AVX2, NEON fp32/fp16): threads take tiles of
 // TileRows rows of W, dequantize each row to fp32 with the level's dequantize_row(w, n, out), and
 // multiply the tile with x block by block through the level's register-blocked kernel:
