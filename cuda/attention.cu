@@ -1,10 +1,12 @@
 // attention.cu: causal attention over the fp16 KV cache, grouped-query, split along the sequence
 // (flash-decoding) so that a single token's attention over a long context still fills the GPU.
 // The scores never leave registers: each warp keeps a running max, sum and weighted sum of V
-// (online softmax), for decode (n = 1) and prefill (n tokens) alike.
+// (online softmax), for decode (n = 1) and prefill (n tokens) alike. One kernel per layer: it
+// also stores the step's new keys and values in the cache and merges the splits.
 //
 //   cache (one layer): K and V (capacity, nkv*D) fp16, position p of kv head h at [p][h*D .. h*D+D)
-//   q, out: (n, nh*D) fp32
+//   q, out: (n, nh*D) fp32; new_k, new_v (when given): (n, nkv*D) fp32, the keys (not yet rotated)
+//   and values of positions first_position + [0, n)
 //
 //   attention_kernel   grid (splits, nkv * head_chunks, token tiles); 4 warps per block
 //     a block serves up to 8 query rows that share one kv head, so that K and V are read once
@@ -14,10 +16,16 @@
 //     [split * span, min(length, (split + 1) * span)) of its last token, each row stopping at its
 //     own token (causal); warp w takes positions begin + w, begin + w + 4, ...; lane l holds
 //     elements l + 32e of the head (E = ceil(D / 32) per lane); q.k is reduced across the warp
-//     with shuffles. The 4 warps' (max, sum, weighted V) are merged in shared memory and written
-//     to partial[token][head][split] = (D weighted-V sums, max, sum).
-//     With rope tables given, q is rotated as it is read (the rotary embedding fused in).
-//   combine_kernel     grid (n, nh): merges the splits and normalises.
+//     with shuffles. With rope tables given, q is rotated as it is read (the rotary embedding
+//     fused in).
+//     New positions (with new_k, new_v): read from new_k (rotated) and new_v, rounded to fp16 as
+//     the cache holds them; the blocks of split 0 and head chunk 0 write them into the cache (no
+//     other block reads them there in this launch, so no ordering is needed).
+//     The 4 warps' (max, sum, weighted V) are merged in shared memory. One split: the block
+//     writes out. Several: it writes partial[token][head][split] = (D weighted-V sums, max, sum),
+//     and the last block of the (kv head, chunk, token tile) to finish (a counter per group of
+//     blocks, atomicAdd after __threadfence, reset by that block for the next launch) merges the
+//     splits and writes out: flash-decoding's second pass without a second kernel.
 #include "attention_math.h"
 #include "kernels.h"
 #include "launch.h"
@@ -38,6 +46,48 @@ struct QueryRows {
   int first_head, heads;
   int64_t first_token, tokens;
 };
+
+// The key and value of new position first_position + t of one kv head, from new_k (rotated when
+// rope tables are given) and new_v.
+struct NewPosition {
+  const float* key_row;
+  const float* value;
+  const float* cos_row;
+  const float* sin_row;
+  int half;
+  __device__ __forceinline__ float key(int d) const {
+    return cos_row != nullptr ? cuda_layout::rotated(key_row, d, half, cos_row, sin_row) : key_row[d];
+  }
+};
+
+__device__ __forceinline__ NewPosition new_position(const AttentionArguments& a, int kv_head, int64_t first_position,
+                                                    int64_t t) {
+  const int half = a.head_dim / 2;
+  const int64_t position = first_position + t;
+  return NewPosition{a.new_k.data + t * a.new_k.stride + kv_head * a.head_dim,
+                     a.new_v.data + t * a.new_v.stride + kv_head * a.head_dim,
+                     a.rope_cos != nullptr ? a.rope_cos + position * half : nullptr,
+                     a.rope_sin != nullptr ? a.rope_sin + position * half : nullptr, half};
+}
+
+// What a value becomes in the fp16 cache.
+__device__ __forceinline__ float as_cached(float value) { return __half2float(__float2half_rn(value)); }
+
+// The cache rows of the block's tokens for its kv head, from new_k and new_v.
+__device__ __forceinline__ void store_new_positions(const AttentionArguments& a, int kv_head, int64_t first_position,
+                                                    const QueryRows& rows) {
+  const int D = a.head_dim;
+  const int64_t kv_stride = static_cast<int64_t>(a.n_kv_heads) * D;
+  __half* keys = reinterpret_cast<__half*>(a.cache_k) + kv_head * D;
+  __half* values = reinterpret_cast<__half*>(a.cache_v) + kv_head * D;
+  for (int64_t task = threadIdx.x; task < rows.tokens * D; task += blockDim.x) {
+    const int64_t t = rows.first_token + task / D;
+    const int d = static_cast<int>(task % D);
+    const NewPosition fresh = new_position(a, kv_head, first_position, t);
+    keys[(first_position + t) * kv_stride + d] = __float2half_rn(fresh.key(d));
+    values[(first_position + t) * kv_stride + d] = __float2half_rn(fresh.value[d]);
+  }
+}
 
 // E: elements of a head per lane; R: query rows the block holds (a power of two >= its active rows,
 // at most kRowsPerBlock), so that the row loop has no exit and its shuffles no condition.
@@ -79,26 +129,34 @@ __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArgu
       float value = 0.0f;
       if (r < active_rows && d < D) {
         const float* head = a.q.data + token * a.q.stride + (rows.first_head + r % rows.heads) * D;
-        value = head[d];
-        if (cos_row != nullptr) {  // rope fused: rotate pairs (d, d + D/2) as rope_kernel would
-          const int pair = d < half ? d : d - half;
-          value = d < half ? value * cos_row[pair] - head[d + half] * sin_row[pair]
-                           : value * cos_row[pair] + head[d - half] * sin_row[pair];
-        }
+        // rope fused: rotate pairs (d, d + D/2) as rope_kernel would
+        value = cos_row != nullptr ? cuda_layout::rotated(head, d, half, cos_row, sin_row) : head[d];
       }
       q[r][e] = value * a.scale;
       acc[r][e] = 0.0f;
     }
   }
+  const bool fresh = a.new_k.data != nullptr;  // this launch's positions come from new_k, new_v
+  if (fresh && split == 0 && chunk == 0) store_new_positions(a, kv_head, first_position, rows);
   const __half* keys = reinterpret_cast<const __half*>(a.cache_k) + kv_head * D;
   const __half* values = reinterpret_cast<const __half*>(a.cache_v) + kv_head * D;
   for (int64_t p = range.begin + warp; p < range.end; p += kWarps) {
     float k[E], v[E];
+    if (fresh && p >= first_position) {  // the same for the whole warp
+      const NewPosition fresh_row = new_position(a, kv_head, first_position, p - first_position);
 #pragma unroll
-    for (int e = 0; e < E; ++e) {
-      const int d = lane + 32 * e;
-      k[e] = d < D ? __half2float(keys[p * kv_stride + d]) : 0.0f;
-      v[e] = d < D ? __half2float(values[p * kv_stride + d]) : 0.0f;
+      for (int e = 0; e < E; ++e) {
+        const int d = lane + 32 * e;
+        k[e] = d < D ? as_cached(fresh_row.key(d)) : 0.0f;
+        v[e] = d < D ? as_cached(fresh_row.value[d]) : 0.0f;
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        const int d = lane + 32 * e;
+        k[e] = d < D ? __half2float(keys[p * kv_stride + d]) : 0.0f;
+        v[e] = d < D ? __half2float(values[p * kv_stride + d]) : 0.0f;
+      }
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
@@ -125,39 +183,63 @@ __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArgu
     for (int e = 0; e < E; ++e) warp_acc[warp][r][lane + 32 * e] = acc[r][e];
   __syncthreads();
 
-  for (int task = threadIdx.x; task < active_rows * (D + 2); task += blockDim.x) {
-    const int r = task / (D + 2), d = task % (D + 2);
+  // the block's result per row and element: the warps merged (d < D: weighted V; D: max; D + 1: sum)
+  const auto block_result = [&](int r, int d) {
     float block_max = -INFINITY;
     for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, warp_max[w][r]);
+    if (d == D) return block_max;
     float total = 0.0f;
     for (int w = 0; w < kWarps; ++w) {
       const float factor = cuda_layout::merge_factor(warp_max[w][r], block_max);  // 0: the warp saw no position
       total += factor * (d < D ? warp_acc[w][r][d] : warp_sum[w][r]);
     }
+    return total;
+  };
+  const auto output_row = [&](int r) {
+    return a.out.data + (rows.first_token + r / rows.heads) * a.out.stride + (rows.first_head + r % rows.heads) * D;
+  };
+  if (a.splits == 1) {  // the block saw every position of its rows
+    for (int task = threadIdx.x; task < active_rows * D; task += blockDim.x) {
+      const int r = task / D, d = task % D;
+      output_row(r)[d] = block_result(r, d) / block_result(r, D + 1);
+    }
+    return;
+  }
+  const auto partial_row = [&](int r) {
     const int64_t token = rows.first_token + r / rows.heads;
     const int head = rows.first_head + r % rows.heads;
-    float* out = a.partial + ((token * a.n_heads + head) * a.splits + split) * (D + 2);
-    if (d < D) out[d] = total;
-    else if (d == D) out[D] = block_max;
-    else out[D + 1] = total;  // d == D + 1: the sum of weights
+    return a.partial + (token * a.n_heads + head) * a.splits * (D + 2);
+  };
+  for (int task = threadIdx.x; task < active_rows * (D + 2); task += blockDim.x) {
+    const int r = task / (D + 2), d = task % (D + 2);
+    partial_row(r)[split * (D + 2) + d] = block_result(r, d);
   }
-}
 
-__global__ void combine_kernel(AttentionArguments a) {
-  const int64_t token = blockIdx.x;
-  const int head = blockIdx.y, D = a.head_dim;
-  const float* partial = a.partial + (token * a.n_heads + head) * a.splits * (D + 2);
-  float overall_max = -INFINITY;
-  for (int s = 0; s < a.splits; ++s) overall_max = fmaxf(overall_max, partial[s * (D + 2) + D]);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+  // The last block of these rows to finish merges the splits.
+  __shared__ bool merges;
+  __threadfence();  // this thread's partials reach every block before the count says they are there
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* finished = a.split_counters + blockIdx.y * gridDim.z + blockIdx.z;
+    merges = atomicAdd(finished, 1u) == static_cast<unsigned>(a.splits - 1);
+    if (merges) *finished = 0;  // ready for the next launch
+  }
+  __syncthreads();
+  if (!merges) return;
+  __threadfence();
+  for (int task = threadIdx.x; task < active_rows * D; task += blockDim.x) {
+    const int r = task / D, d = task % D;
+    const float* partial = partial_row(r);
+    float overall_max = -INFINITY;
+    for (int s = 0; s < a.splits; ++s) overall_max = fmaxf(overall_max, __ldcg(partial + s * (D + 2) + D));
     float numerator = 0.0f, denominator = 0.0f;
     for (int s = 0; s < a.splits; ++s) {
       const float* part = partial + s * (D + 2);
-      const float factor = cuda_layout::merge_factor(part[D], overall_max);  // 0: past this token's length
-      numerator += factor * part[d];
-      denominator += factor * part[D + 1];
+      const float factor = cuda_layout::merge_factor(__ldcg(part + D), overall_max);  // 0: past this token's length
+      numerator += factor * __ldcg(part + d);
+      denominator += factor * __ldcg(part + D + 1);
     }
-    a.out.data[token * a.out.stride + head * D + d] = numerator / denominator;
+    output_row(r)[d] = numerator / denominator;
   }
 }
 
@@ -169,29 +251,47 @@ void launch_attention(const AttentionArguments& a, dim3 grid, int head_chunks, i
   launch("attention", kernel, grid, kWarps * 32, 0, stream, a, head_chunks, tokens_per_block);
 }
 
+// The launch's shape for n tokens: head chunks per kv head and tokens per block.
+struct AttentionGrid {
+  int head_chunks, tokens_per_block, rows;
+  unsigned token_tiles;
+};
+
+AttentionGrid attention_grid(int64_t n, int n_heads, int n_kv_heads) {
+  AttentionGrid g;
+  const int group = n_heads / n_kv_heads;
+  g.head_chunks = (group + kRowsPerBlock - 1) / kRowsPerBlock;
+  // prefill: as many tokens per block as leave rows for the heads of a chunk (8 / heads), so that
+  // one read of K and V serves up to 8 query rows also without GQA
+  const int heads_per_chunk = group < kRowsPerBlock ? group : kRowsPerBlock;
+  g.tokens_per_block = static_cast<int>(std::min<int64_t>(kRowsPerBlock / heads_per_chunk, n));
+  g.rows = heads_per_chunk * g.tokens_per_block;
+  g.token_tiles = static_cast<unsigned>((n + g.tokens_per_block - 1) / g.tokens_per_block);
+  return g;
+}
+
 }  // namespace
+
+int64_t attention_split_counters(int64_t n, int n_heads, int n_kv_heads) {
+  const AttentionGrid g = attention_grid(n, n_heads, n_kv_heads);
+  return static_cast<int64_t>(n_kv_heads) * g.head_chunks * g.token_tiles;
+}
 
 void attention(const AttentionArguments& a, cudaStream_t stream) {
   if (a.head_dim > kMaxHeadDim || a.head_dim % 2 != 0) {
     throw std::invalid_argument("[cuda] attention: head_dim " + std::to_string(a.head_dim) +
                                 " is not supported (even, at most " + std::to_string(kMaxHeadDim) + ")");
   }
-  const int64_t n = a.q.rows;
-  const int group = a.n_heads / a.n_kv_heads;
-  const int head_chunks = (group + kRowsPerBlock - 1) / kRowsPerBlock;
-  // prefill: as many tokens per block as leave rows for the heads of a chunk (8 / heads), so that
-  // one read of K and V serves up to 8 query rows also without GQA
-  const int heads_per_chunk = group < kRowsPerBlock ? group : kRowsPerBlock;
-  const int tokens_per_block = static_cast<int>(std::min<int64_t>(kRowsPerBlock / heads_per_chunk, n));
-  const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n_kv_heads * head_chunks),
-                  static_cast<unsigned>((n + tokens_per_block - 1) / tokens_per_block));
-  const int rows = heads_per_chunk * tokens_per_block;
-  if (rows <= 1) launch_attention<1>(a, grid, head_chunks, tokens_per_block, stream);
-  else if (rows <= 2) launch_attention<2>(a, grid, head_chunks, tokens_per_block, stream);
-  else if (rows <= 4) launch_attention<4>(a, grid, head_chunks, tokens_per_block, stream);
-  else launch_attention<kRowsPerBlock>(a, grid, head_chunks, tokens_per_block, stream);
-  launch("attention combine", combine_kernel, dim3(static_cast<unsigned>(n), static_cast<unsigned>(a.n_heads)), 128, 0,
-         stream, a);
+  if (a.splits > 1 && (a.partial == nullptr || a.split_counters == nullptr)) {
+    throw std::invalid_argument("[cuda] attention: " + std::to_string(a.splits) +
+                                " splits need the partial and split_counters scratch buffers");
+  }
+  const AttentionGrid g = attention_grid(a.q.rows, a.n_heads, a.n_kv_heads);
+  const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n_kv_heads * g.head_chunks), g.token_tiles);
+  if (g.rows <= 1) launch_attention<1>(a, grid, g.head_chunks, g.tokens_per_block, stream);
+  else if (g.rows <= 2) launch_attention<2>(a, grid, g.head_chunks, g.tokens_per_block, stream);
+  else if (g.rows <= 4) launch_attention<4>(a, grid, g.head_chunks, g.tokens_per_block, stream);
+  else launch_attention<kRowsPerBlock>(a, grid, g.head_chunks, g.tokens_per_block, stream);
 }
 
 }  // namespace awq_edge::cuda

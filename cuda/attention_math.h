@@ -1,6 +1,7 @@
 // attention_math.h: the arithmetic of the attention kernel (attention.cu) that its host test
 // (tests/cuda/test_attention_math.cpp) runs too: which positions a (token, split) covers, the
-// online softmax step, and the weight of a partial result in a merge. Plain C++17 off nvcc.
+// online softmax step, the weight of a partial result in a merge, and the rotary embedding of one
+// element. Plain C++17 off nvcc.
 #pragma once
 
 #include <cmath>
@@ -52,6 +53,15 @@ AWQ_EDGE_HD SoftmaxStep online_softmax_step(float& running_max, float& running_s
 // max is merged_max: 0 for a partial that saw no position (max -inf).
 AWQ_EDGE_HD float merge_factor(float partial_max, float merged_max) {
   return partial_max == -INFINITY ? 0.0f : exp_fast(partial_max - merged_max);
+}
+
+// Element d of a head of D = 2 * half values rotated by the rotary embedding of one position
+// (cos_row, sin_row: the tables' rows of that position, half values each), Hugging Face's
+// rotate_half convention: pairs (d, d + half).
+AWQ_EDGE_HD float rotated(const float* head, int d, int half, const float* cos_row, const float* sin_row) {
+  const int pair = d < half ? d : d - half;
+  return d < half ? head[d] * cos_row[pair] - head[d + half] * sin_row[pair]
+                  : head[d] * cos_row[pair] + head[d - half] * sin_row[pair];
 }
 
 }  // namespace awq_edge::cuda_layout

@@ -322,10 +322,48 @@ class CudaBackend final : public Backend {
               stream_);
     } else {
       prepare_activations(matrix(x), 32, false, prepared, nullptr, stream_);
-      const int strips = gemm_strips_per_block(config_, g.strips, x.rows, prop_.multiProcessorCount);
-      if (strips > 1) gemm_q4_staged(g, prepared, x.rows, b, matrix(out), strips, stream_);
-      else gemm_q4(g, prepared, x.rows, b, matrix(out), config_.gemm_warps, stream_);
+      gemm_prepared(g, prepared, x.rows, b, out);
     }
+  }
+
+  // One preparation of x for the three products, and for decode one launch (gemv_q4_outputs); q4
+  // weights of one group size only, anything else takes the unfused default.
+  void attention_projections(const LinearWeights& q_w, const LinearWeights& k_w, const LinearWeights& v_w,
+                             const Activation* q_bias, const Activation* k_bias, const Activation* v_bias,
+                             const Activation& x, Activation& q, Activation& k, Activation& v) override {
+    const CudaLinear* weights[3] = {&static_cast<const CudaLinear&>(q_w), &static_cast<const CudaLinear&>(k_w),
+                                    &static_cast<const CudaLinear&>(v_w)};
+    const Activation* biases[3] = {q_bias, k_bias, v_bias};
+    Activation* outs[3] = {&q, &k, &v};
+    bool fusable = true;
+    for (int i = 0; i < 3; ++i) {
+      const CudaLinear& w = *weights[i];
+      fusable = fusable && w.grouped && w.grouped_weight.group_size == weights[0]->grouped_weight.group_size &&
+                x.cols == w.cols() && outs[i]->cols == w.rows() && outs[i]->rows == x.rows;
+    }
+    if (!fusable) return Backend::attention_projections(q_w, k_w, v_w, q_bias, k_bias, v_bias, x, q, k, v);
+    const auto bias_data = [](const Activation* bias) {
+      return bias != nullptr ? static_cast<const float*>(bias->data) : nullptr;
+    };
+    auto* prepared = static_cast<uint16_t*>(prepared_.at_least(static_cast<size_t>(x.rows * x.cols) * 2));
+    if (x.rows > 8) {
+      prepare_activations(matrix(x), 32, false, prepared, nullptr, stream_);
+      for (int i = 0; i < 3; ++i) gemm_prepared(weights[i]->grouped_weight, prepared, x.rows, bias_data(biases[i]), *outs[i]);
+      return;
+    }
+    const GroupedWeight& first = weights[0]->grouped_weight;
+    auto* multipliers = static_cast<float*>(multipliers_.at_least(static_cast<size_t>(x.rows * first.groups) * 4));
+    prepare_activations(matrix(x), static_cast<int>(first.group_size), true, prepared, multipliers, stream_);
+    GemvOutputs outputs;
+    int64_t strips = 0;
+    for (int i = 0; i < 3; ++i) {
+      outputs.output[i] = GemvOutput{weights[i]->grouped_weight, bias_data(biases[i]), static_cast<float*>(outs[i]->data),
+                                     outs[i]->row_stride};
+      strips += weights[i]->grouped_weight.strips;
+    }
+    outputs.count = 3;
+    gemv_q4_outputs(outputs, prepared, multipliers, x.rows, gemv_warps(config_, strips, prop_.multiProcessorCount),
+                    stream_);
   }
 
   void rope(const RopeTable& table, const AttentionShape& s, int64_t first_position, Activation& q,
@@ -352,7 +390,7 @@ class CudaBackend final : public Backend {
 
   void attention(const KVCache& cache, int64_t layer, const AttentionShape& s, int64_t first_position,
                  const Activation& q, Activation& out) override {
-    run_attention(cache, layer, s, first_position, q, out, nullptr);
+    run_attention(static_cast<const CudaKVCache&>(cache), layer, s, first_position, q, out, nullptr, nullptr, nullptr);
   }
 
   // rope fused: k is rotated on its way into the cache and q as attention reads it (no in-place
@@ -367,9 +405,8 @@ class CudaBackend final : public Backend {
                               " exceed the rope table's " + std::to_string(r.positions()) + " or the cache's " +
                               std::to_string(c.capacity()));
     }
-    cuda::store_kv(matrix(k), matrix(v), c.keys(layer), c.values(layer), position_on_device(first_position), r.cos(),
-                   r.sin(), static_cast<int>(s.head_dim), stream_);
-    run_attention(cache, layer, s, first_position, q, out, &r);
+    const Matrix new_k = matrix(k), new_v = matrix(v);  // stored into the cache by the attention kernel
+    run_attention(c, layer, s, first_position, q, out, &r, &new_k, &new_v);
   }
 
   // out (n, I) = silu(gate) * up in one launch for decode (<= 8 tokens) of grouped weights of one
@@ -464,9 +501,18 @@ class CudaBackend final : public Backend {
     }
   }
 
-  void run_attention(const KVCache& cache, int64_t layer, const AttentionShape& s, int64_t first_position,
-                     const Activation& q, Activation& out, const CudaRopeTable* rope) {
-    const auto& c = static_cast<const CudaKVCache&>(cache);
+  // out = x W^T + bias for m > 8 tokens of x prepared unscaled: the x-staged or the split-K kernel.
+  void gemm_prepared(const GroupedWeight& g, const uint16_t* prepared, int64_t m, const float* bias, Activation& out) {
+    const int strips = gemm_strips_per_block(config_, g.strips, m, prop_.multiProcessorCount);
+    if (strips > 1) gemm_q4_staged(g, prepared, m, bias, matrix(out), strips, stream_);
+    else gemm_q4(g, prepared, m, bias, matrix(out), config_.gemm_warps, stream_);
+  }
+
+  // With rope: q rotated as the kernel reads it. With new_k, new_v: the kernel stores them into the
+  // cache at first_position (k rotated) and reads this call's positions from them.
+  void run_attention(const CudaKVCache& c, int64_t layer, const AttentionShape& s, int64_t first_position,
+                     const Activation& q, Activation& out, const CudaRopeTable* rope, const Matrix* new_k,
+                     const Matrix* new_v) {
     AttentionArguments a;
     a.cache_k = c.keys(layer);
     a.cache_v = c.values(layer);
@@ -479,8 +525,16 @@ class CudaBackend final : public Backend {
     a.scale = s.scale;
     kv_heads_ = s.n_kv_heads;
     a.splits = attention_splits(config_, q.rows * s.n_kv_heads, first_position + q.rows, prop_.multiProcessorCount);
-    a.partial = static_cast<float*>(
-        partial_.at_least(static_cast<size_t>(q.rows * s.n_heads * a.splits * (s.head_dim + 2)) * 4));
+    if (a.splits > 1) {
+      a.partial = static_cast<float*>(
+          partial_.at_least(static_cast<size_t>(q.rows * s.n_heads * a.splits * (s.head_dim + 2)) * 4));
+      const int64_t counters = attention_split_counters(q.rows, a.n_heads, a.n_kv_heads);
+      a.split_counters = static_cast<unsigned*>(split_counters_.at_least(static_cast<size_t>(counters) * 4));
+    }
+    if (new_k != nullptr) {
+      a.new_k = *new_k;
+      a.new_v = *new_v;
+    }
     if (rope != nullptr) {
       a.rope_cos = rope->cos();
       a.rope_sin = rope->sin();
@@ -516,7 +570,7 @@ class CudaBackend final : public Backend {
 
   uint64_t scratch_generation() const {
     return prepared_.generation() + multipliers_.generation() + tokens_.generation() + partial_.generation() +
-           step_.generation();
+           split_counters_.generation() + step_.generation();
   }
 
   void clear_graphs() {
@@ -541,7 +595,8 @@ class CudaBackend final : public Backend {
   std::string tuning_source_;
   bool capturing_ = false;  // a step is being recorded (before the scratch buffers, which watch it)
   Scratch prepared_{"prepared activations", &capturing_}, multipliers_{"activation multipliers", &capturing_},
-      tokens_{"token ids", &capturing_}, partial_{"attention partial sums", &capturing_}, step_{"step state", &capturing_};
+      tokens_{"token ids", &capturing_}, partial_{"attention partial sums", &capturing_},
+      split_counters_{"attention split counters", &capturing_}, step_{"step state", &capturing_};
   // the current step
   bool in_step_ = false;
   int64_t step_position_ = 0, step_tokens_count_ = 0;

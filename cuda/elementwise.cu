@@ -8,6 +8,7 @@
 //   rope         one block per token, one thread per (head, pair i) of q and k; pairs (i, i + D/2)
 //   store_kv     one thread per element, rounded to fp16 (optionally rotated first: rope fused)
 //   silu_mul/add one thread per element
+#include "attention_math.h"
 #include "kernels.h"
 #include "launch.h"
 #include "q4_layout.h"
@@ -98,10 +99,9 @@ __global__ void store_kv_kernel(const float* k, int64_t k_stride, const float* v
   float key = row[c];
   if (cos_table != nullptr) {  // rotate pairs (d, d + D/2) of the head, as rope_kernel does in place
     const int half = head_dim / 2;
-    const int d = static_cast<int>(c % head_dim);
-    const int pair = d < half ? d : d - half;
-    const float cosine = cos_table[position * half + pair], sine = sin_table[position * half + pair];
-    key = d < half ? key * cosine - row[c + half] * sine : key * cosine + row[c - half] * sine;
+    const int64_t head = c / head_dim * head_dim;
+    key = cuda_layout::rotated(row + head, static_cast<int>(c - head), half, cos_table + position * half,
+                               sin_table + position * half);
   }
   cache_k[position * cols + c] = __float2half_rn(key);
   cache_v[position * cols + c] = __float2half_rn(v[r * v_stride + c]);

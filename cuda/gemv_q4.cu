@@ -13,6 +13,8 @@
 //
 //   then: sum over the 4 lanes of a row (shuffles), over the warps (shared memory), + bias.
 //
+//   several outputs (the attention's q, k and v projections, one launch): the blocks of output 0
+//   come first in the grid, then those of output 1, ...; all read the same prepared x.
 //   gated (the MLP's gate and up projections, one launch): the block does the same for the strip
 //   of W (gate) and of W2 (up) and writes silu(gate) * up: no gate/up round trip, no extra launch.
 #include "fragment_math.h"
@@ -95,72 +97,116 @@ __device__ __forceinline__ float strip_total(const float* warp_sums, int M, int 
   return sum;
 }
 
-// y = x W^T + bias; gated: y = silu(x W^T + bias) * (x W2^T + bias2), W and W2 of one shape.
+// Picks the output that block `strip` of a launch over several outputs computes, and the strip
+// within it (static indices only, so that the outputs stay in the kernel's parameter space).
+__device__ __forceinline__ GemvOutput output_of_block(const GemvOutputs& outputs, int64_t& strip) {
+  GemvOutput out = outputs.output[0];
+#pragma unroll
+  for (int i = 1; i < kMaxGemvOutputs; ++i) {
+    if (i < outputs.count && strip >= out.w.strips) {
+      strip -= out.w.strips;
+      out = outputs.output[i];
+    }
+  }
+  return out;
+}
+
+// Not gated: output i = x W_i^T + bias_i, the blocks of output 0 first, then those of 1, ...
+// Gated: y = silu(x W^T + bias) * (x W2^T + bias2), W = output 0 (whose y is written), W2 = output 1.
 template <int M, bool kGated>
-__global__ void __launch_bounds__(256, 1) gemv_q4_kernel(GroupedWeight w, GroupedWeight w2, const uint4* __restrict__ x,
-                                                      const float* __restrict__ multipliers,
-                                                      const float* __restrict__ bias, const float* __restrict__ bias2,
-                                                      float* __restrict__ y, int64_t y_stride) {
+__global__ void __launch_bounds__(256, 1) gemv_q4_kernel(GemvOutputs outputs, const uint4* __restrict__ x,
+                                                      const float* __restrict__ multipliers) {
   float* warp_sums = dynamic_shared<float>();  // (warps, M, 32 rows), twice when gated
-  const int64_t strip = blockIdx.x;
+  int64_t strip = blockIdx.x;
+  const GemvOutput out = kGated ? outputs.output[0] : output_of_block(outputs, strip);
   float acc[M][4];
-  accumulate_strip<M>(w, strip, x, multipliers, acc);
+  accumulate_strip<M>(out.w, strip, x, multipliers, acc);
   reduce_strip<M>(acc, warp_sums);
   float* warp_sums2 = warp_sums + (blockDim.x >> 5) * M * 32;
   if constexpr (kGated) {
-    accumulate_strip<M>(w2, strip, x, multipliers, acc);
+    accumulate_strip<M>(outputs.output[1].w, strip, x, multipliers, acc);
     reduce_strip<M>(acc, warp_sums2);
   }
   __syncthreads();
   for (int i = threadIdx.x; i < M * 32; i += blockDim.x) {
     const int t = i / 32, row = i % 32;
     const int64_t n = strip * 32 + row;
-    if (n >= w.rows) continue;
-    float value = strip_total(warp_sums, M, t, row) + (bias != nullptr ? bias[n] : 0.0f);
+    if (n >= out.w.rows) continue;
+    float value = strip_total(warp_sums, M, t, row) + (out.bias != nullptr ? out.bias[n] : 0.0f);
     if constexpr (kGated) {
+      const float* bias2 = outputs.output[1].bias;
       const float up = strip_total(warp_sums2, M, t, row) + (bias2 != nullptr ? bias2[n] : 0.0f);
       value = value / (1.0f + __expf(-value)) * up;
     }
-    y[t * y_stride + n] = value;
+    out.y[t * out.y_stride + n] = value;
   }
 }
 
 template <int M, bool kGated>
-void launch(const GroupedWeight& w, const GroupedWeight& w2, const uint16_t* prepared, const float* multipliers,
-            const float* bias, const float* bias2, const Matrix& y, int warps, cudaStream_t stream) {
+void launch(const GemvOutputs& outputs, const uint16_t* prepared, const float* multipliers, int warps,
+            cudaStream_t stream) {
+  int64_t blocks = outputs.output[0].w.strips;
+  if (!kGated) {
+    for (int i = 1; i < outputs.count; ++i) blocks += outputs.output[i].w.strips;
+  }
   const size_t shared = static_cast<size_t>(warps) * M * 32 * sizeof(float) * (kGated ? 2 : 1);
-  launch(kGated ? "gemv_q4 (gated)" : "gemv_q4", gemv_q4_kernel<M, kGated>, static_cast<unsigned>(w.strips),
-         warps * 32, shared, stream, w, w2, reinterpret_cast<const uint4*>(prepared), multipliers, bias, bias2, y.data,
-         y.stride);
+  launch(kGated ? "gemv_q4 (gated)" : "gemv_q4", gemv_q4_kernel<M, kGated>, static_cast<unsigned>(blocks),
+         warps * 32, shared, stream, outputs, reinterpret_cast<const uint4*>(prepared), multipliers);
 }
 
 template <bool kGated>
-void dispatch(const GroupedWeight& w, const GroupedWeight& w2, const uint16_t* prepared, const float* multipliers,
-              int64_t m, const float* bias, const float* bias2, const Matrix& y, int warps, cudaStream_t stream) {
+void dispatch(const GemvOutputs& outputs, const uint16_t* prepared, const float* multipliers, int64_t m, int warps,
+              cudaStream_t stream) {
   switch (m) {
-    case 1: return launch<1, kGated>(w, w2, prepared, multipliers, bias, bias2, y, warps, stream);
-    case 2: return launch<2, kGated>(w, w2, prepared, multipliers, bias, bias2, y, warps, stream);
-    case 3: return launch<3, kGated>(w, w2, prepared, multipliers, bias, bias2, y, warps, stream);
-    case 4: return launch<4, kGated>(w, w2, prepared, multipliers, bias, bias2, y, warps, stream);
-    case 5: return launch<5, kGated>(w, w2, prepared, multipliers, bias, bias2, y, warps, stream);
-    case 6: return launch<6, kGated>(w, w2, prepared, multipliers, bias, bias2, y, warps, stream);
-    case 7: return launch<7, kGated>(w, w2, prepared, multipliers, bias, bias2, y, warps, stream);
-    case 8: return launch<8, kGated>(w, w2, prepared, multipliers, bias, bias2, y, warps, stream);
+    case 1: return launch<1, kGated>(outputs, prepared, multipliers, warps, stream);
+    case 2: return launch<2, kGated>(outputs, prepared, multipliers, warps, stream);
+    case 3: return launch<3, kGated>(outputs, prepared, multipliers, warps, stream);
+    case 4: return launch<4, kGated>(outputs, prepared, multipliers, warps, stream);
+    case 5: return launch<5, kGated>(outputs, prepared, multipliers, warps, stream);
+    case 6: return launch<6, kGated>(outputs, prepared, multipliers, warps, stream);
+    case 7: return launch<7, kGated>(outputs, prepared, multipliers, warps, stream);
+    case 8: return launch<8, kGated>(outputs, prepared, multipliers, warps, stream);
     default: throw std::invalid_argument("[cuda] gemv_q4 takes 1..8 tokens, got " + std::to_string(m));
   }
+}
+
+GemvOutput output(const GroupedWeight& w, const float* bias, const Matrix& y) {
+  return GemvOutput{w, bias, y.data, y.stride};
 }
 
 }  // namespace
 
 void gemv_q4(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m,
              const float* bias, const Matrix& y, int warps_per_strip, cudaStream_t stream) {
-  dispatch<false>(w, w, prepared, multipliers, m, bias, nullptr, y, warps_per_strip, stream);
+  GemvOutputs outputs;
+  outputs.output[0] = output(w, bias, y);
+  outputs.count = 1;
+  dispatch<false>(outputs, prepared, multipliers, m, warps_per_strip, stream);
+}
+
+void gemv_q4_outputs(const GemvOutputs& outputs, const uint16_t* prepared, const float* multipliers, int64_t m,
+                     int warps_per_strip, cudaStream_t stream) {
+  if (outputs.count < 1 || outputs.count > kMaxGemvOutputs) {
+    throw std::invalid_argument("[cuda] gemv_q4_outputs takes 1.." + std::to_string(kMaxGemvOutputs) +
+                                " outputs, got " + std::to_string(outputs.count));
+  }
+  for (int i = 1; i < outputs.count; ++i) {
+    if (outputs.output[i].w.cols != outputs.output[0].w.cols ||
+        outputs.output[i].w.group_size != outputs.output[0].w.group_size) {
+      throw std::invalid_argument("[cuda] gemv_q4_outputs: the weights must share K and the group size");
+    }
+  }
+  dispatch<false>(outputs, prepared, multipliers, m, warps_per_strip, stream);
 }
 
 void gemv_q4_gated(const GroupedWeight& gate, const GroupedWeight& up, const uint16_t* prepared,
                    const float* multipliers, int64_t m, const float* gate_bias, const float* up_bias, const Matrix& y,
                    int warps_per_strip, cudaStream_t stream) {
-  dispatch<true>(gate, up, prepared, multipliers, m, gate_bias, up_bias, y, warps_per_strip, stream);
+  GemvOutputs outputs;
+  outputs.output[0] = output(gate, gate_bias, y);
+  outputs.output[1] = output(up, up_bias, y);
+  outputs.count = 2;
+  dispatch<true>(outputs, prepared, multipliers, m, warps_per_strip, stream);
 }
 
 }  // namespace awq_edge::cuda

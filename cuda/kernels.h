@@ -44,6 +44,22 @@ void prepare_activations(const Matrix& x, int group_size, bool scaled, uint16_t*
 void gemv_q4(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m,
              const float* bias, const Matrix& y, int warps_per_strip, cudaStream_t stream);
 
+// Several products of one prepared x in one launch (the attention's q, k and v projections):
+// output i's y (m, N_i) = x W_i^T (+ bias_i), every W_i with the same K and group size.
+struct GemvOutput {
+  GroupedWeight w;
+  const float* bias = nullptr;
+  float* y = nullptr;
+  int64_t y_stride = 0;
+};
+constexpr int kMaxGemvOutputs = 3;
+struct GemvOutputs {
+  GemvOutput output[kMaxGemvOutputs];
+  int count = 0;
+};
+void gemv_q4_outputs(const GemvOutputs& outputs, const uint16_t* prepared, const float* multipliers, int64_t m,
+                     int warps_per_strip, cudaStream_t stream);
+
 // y (m, I) = silu(x gate^T + gate_bias) * (x up^T + up_bias) for 1 <= m <= 8, gate and up of one
 // shape and group size, x prepared as for gemv_q4: the MLP's first half in one launch.
 void gemv_q4_gated(const GroupedWeight& gate, const GroupedWeight& up, const uint16_t* prepared,
@@ -90,19 +106,26 @@ void add(const Matrix& x, const Matrix& y, cudaStream_t stream);  // x += y
 
 // -------------------------------------------------------------------------------- attention
 struct AttentionArguments {
-  const uint16_t* cache_k = nullptr;  // one layer, (capacity, nkv*D) fp16
-  const uint16_t* cache_v = nullptr;
+  uint16_t* cache_k = nullptr;        // one layer, (capacity, nkv*D) fp16
+  uint16_t* cache_v = nullptr;
   Matrix q, out;                      // (n, nh*D)
+  Matrix new_k, new_v;                // (n, nkv*D), optional: the keys (unrotated) and values of this
+                                      // call's positions, which the kernel then also writes to the cache
   const int64_t* first_position = nullptr;  // device: token i attends to positions [0, *first_position + i]
   int n_heads = 0, n_kv_heads = 0, head_dim = 0;
   float scale = 1.0f;
   int splits = 1;                     // the positions are cut into this many equal slices (flash-decoding)
-  float* partial = nullptr;           // scratch: n * nh * splits * (D + 2) floats
-  const float* rope_cos = nullptr;    // when set, q is rotated as it is read (tables (positions, D/2))
-  const float* rope_sin = nullptr;
+  float* partial = nullptr;           // scratch when splits > 1: n * nh * splits * (D + 2) floats
+  unsigned* split_counters = nullptr; // scratch when splits > 1: attention_split_counters(...) zeros,
+                                      // zeros again after every launch
+  const float* rope_cos = nullptr;    // when set, q (and new_k) are rotated as they are read
+  const float* rope_sin = nullptr;    // (tables (positions, D/2))
 };
 // Largest head_dim the attention kernel takes.
 constexpr int kMaxHeadDim = 256;
+// One launch: attention, the new positions' store (with new_k) and the merge of the splits.
 void attention(const AttentionArguments& a, cudaStream_t stream);
+// How many split counters attention() needs for n tokens (zero-filled before the first launch).
+int64_t attention_split_counters(int64_t n, int n_heads, int n_kv_heads);
 
 }  // namespace awq_edge::cuda

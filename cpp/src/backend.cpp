@@ -47,6 +47,14 @@ void Backend::add_rms_norm(Activation& x, const Activation& delta, const Activat
   rms_norm(x, weight, eps, out);
 }
 
+void Backend::attention_projections(const LinearWeights& q_w, const LinearWeights& k_w, const LinearWeights& v_w,
+                                    const Activation* q_bias, const Activation* k_bias, const Activation* v_bias,
+                                    const Activation& x, Activation& q, Activation& k, Activation& v) {
+  linear(q_w, x, q_bias, q);
+  linear(k_w, x, k_bias, k);
+  linear(v_w, x, v_bias, v);
+}
+
 void Backend::rotary_attention(const RopeTable& table, KVCache& cache, int64_t layer, const AttentionShape& shape,
                                int64_t first_position, Activation& q, Activation& k, const Activation& v,
                                Activation& out) {

@@ -191,9 +191,8 @@ void Model::forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool 
       if (i == 0) b.rms_norm(residual, layer.attn_norm, eps, normed);
       else b.add_rms_norm(residual, delta, layer.attn_norm, eps, normed);  // previous MLP's output
 
-      b.linear(*layer.q, normed, optional_ptr(layer.q_bias), q);
-      b.linear(*layer.k, normed, optional_ptr(layer.k_bias), k);
-      b.linear(*layer.v, normed, optional_ptr(layer.v_bias), v);
+      b.attention_projections(*layer.q, *layer.k, *layer.v, optional_ptr(layer.q_bias), optional_ptr(layer.k_bias),
+                              optional_ptr(layer.v_bias), normed, q, k, v);
       b.rotary_attention(*rope_, *kv_cache_, index, attention_shape_, position_, q, k, v, attended);
       b.linear(*layer.o, attended, optional_ptr(layer.o_bias), delta);
 

@@ -5,6 +5,7 @@
 #include "emulator.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -261,9 +262,22 @@ std::string launch_refusal(dim3 grid, dim3 block, size_t dynamic_shared_bytes) {
   return "";
 }
 
+// AWQ_EDGE_CUDA_EMULATOR_LAUNCH_LOG=FILE: every kernel that runs (eagerly or replayed from a graph)
+// appends its name and grid as one line, so that tests can count the kernels of a decode step.
+static void log_launch(const char* name, dim3 grid, dim3 block) {
+  static std::FILE* const log = [] {
+    const char* path = std::getenv("AWQ_EDGE_CUDA_EMULATOR_LAUNCH_LOG");
+    return path != nullptr && *path != '\0' ? std::fopen(path, "a") : nullptr;
+  }();
+  if (log == nullptr) return;
+  std::fprintf(log, "%s grid=%s block=%s\n", name, describe(grid).c_str(), describe(block).c_str());
+  std::fflush(log);
+}
+
 void run_grid(const char* name, dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::function<void()>& kernel) {
   const std::string refused = launch_refusal(grid, block, dynamic_shared_bytes);
   if (!refused.empty()) throw std::logic_error(std::string("[cuda emulator] ") + name + ": " + refused);
+  log_launch(name, grid, block);
   const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
   std::lock_guard<std::mutex> lock(launch_mutex);
   Launch launch;
@@ -289,10 +303,12 @@ void run_grid(const char* name, dim3 grid, dim3 block, size_t dynamic_shared_byt
     explicit Activate(Launch* l) { active = l; }
     ~Activate() { active = nullptr; }
   } activate(&launch);
+  // reverse: the blocks too run last to first, so that a kernel cannot rely on block order either
+  const auto ordered = [&](unsigned i, unsigned n) { return launch.reverse ? n - 1 - i : i; };
   for (unsigned z = 0; z < grid.z; ++z) {
     for (unsigned y = 0; y < grid.y; ++y) {
       for (unsigned x = 0; x < grid.x; ++x) {
-        launch.block_index = dim3(x, y, z);
+        launch.block_index = dim3(ordered(x, grid.x), ordered(y, grid.y), ordered(z, grid.z));
         run_block(launch, dynamic_shared_bytes);
       }
     }

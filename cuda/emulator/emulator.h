@@ -6,9 +6,9 @@
 //
 //   launch      the grid's blocks run one after another on the calling thread; a block's threads
 //               are fibers (own stacks, cooperative switching) that run until they reach a
-//               barrier or finish, first to last (AWQ_EDGE_CUDA_EMULATOR_ORDER=reverse: last to
-//               first, so that a missing barrier shows as a different result in one order or the
-//               other)
+//               barrier or finish, first to last (AWQ_EDGE_CUDA_EMULATOR_ORDER=reverse: threads
+//               and blocks last to first, so that a missing barrier, or a reliance on which block
+//               runs first, shows as a different result in one order or the other)
 //   barriers    __syncthreads: every live thread of the block; warp collectives (__shfl_xor_sync,
 //               mma.sync): the 32 lanes of a warp (threads 32w .. 32w+31), which must all reach
 //               the same collective (a lane that exited or waits elsewhere is reported, as are
@@ -18,6 +18,8 @@
 //               block, so reading it before writing shows
 //   limits      the launch limits of compute capability 8.x/9.0 are checked (block <= 1024
 //               threads, grid y/z <= 65535, dynamic shared memory <= 48 KiB without opt-in)
+//   log         AWQ_EDGE_CUDA_EMULATOR_LAUNCH_LOG=FILE appends a line per kernel run (name, grid,
+//               block), eager or replayed from a graph: tests count a decode step's kernels with it
 //
 //   warp_exchange(op, mine, bytes, all): the primitive under the warp collectives: every lane
 //   gives `bytes` bytes and receives all 32 lanes' contributions (lane order) in `all`.

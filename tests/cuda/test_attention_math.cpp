@@ -2,10 +2,11 @@
 // arranged as the kernel arranges it (cuda/attention.cu): for each token, each split covers
 // split_positions(); within a split, warp w of 4 takes positions begin + w, begin + w + 4, ...
 // with an online softmax; the warps are merged into the split's partial (max, sums), and the
-// splits into the output (combine). Checks, over first positions, token counts and split counts
+// splits into the output (the merge by the last block to finish). Checks, over first positions, token counts and split counts
 // (including splits past a token's length and warps with nothing to do):
 //   - every position [0, first_position + token] is visited exactly once, none beyond;
-//   - the result equals softmax(scores) . values computed directly in double.
+//   - the result equals softmax(scores) . values computed directly in double;
+// and the rotary embedding of one element (rotated()) against a complex rotation.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -93,6 +94,35 @@ void check(int64_t first_position, int64_t tokens, int splits, std::mt19937& rng
   }
 }
 
+// rotated() against the rotary embedding written out as a complex rotation of (x_i, x_{i+half}) by
+// the angle whose cos and sin the tables hold: (x_i + i x_{i+half}) e^{i theta}.
+void check_rotation(std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::uniform_real_distribution<float> angle(-3.2f, 3.2f);
+  for (int half : {1, 16, 40, 64}) {
+    std::vector<float> head(static_cast<size_t>(2 * half)), cos_row(static_cast<size_t>(half)),
+        sin_row(static_cast<size_t>(half));
+    for (float& x : head) x = normal(rng);
+    for (int i = 0; i < half; ++i) {
+      const float theta = angle(rng);
+      cos_row[static_cast<size_t>(i)] = std::cos(theta);
+      sin_row[static_cast<size_t>(i)] = std::sin(theta);
+    }
+    for (int i = 0; i < half; ++i) {
+      const double re = head[static_cast<size_t>(i)], im = head[static_cast<size_t>(i + half)];
+      const double c = cos_row[static_cast<size_t>(i)], s = sin_row[static_cast<size_t>(i)];
+      const double want[2] = {re * c - im * s, re * s + im * c};
+      for (int j = 0; j < 2; ++j) {
+        const int d = i + j * half;
+        const float got = rotated(head.data(), d, half, cos_row.data(), sin_row.data());
+        if (!(std::fabs(got - want[j]) <= 1e-5 * (std::fabs(re) + std::fabs(im) + 1.0)) && ++failures <= 20) {
+          std::printf("FAIL rotated: half %d element %d: %.7g, want %.7g\n", half, d, got, want[j]);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -102,6 +132,7 @@ int main() {
       for (int splits : {1, 2, 3, 7, 17, 64}) check(first, tokens, splits, rng);
     }
   }
+  check_rotation(rng);
   if (failures == 0) std::printf("all checks passed\n");
   return failures == 0 ? 0 : 1;
 }

@@ -156,6 +156,26 @@ def test_decode_steps_replayed_as_cuda_graphs_give_identical_logits(tiny_awqe, m
         assert np.array_equal(a, b), f"step {step}"
 
 
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("heads", [(4, 2), (16, 1)])
+def test_long_contexts_split_the_attention_and_match_transformers(tmp_path, monkeypatch, heads):
+    """A 300-token prompt in chunks of 64, then decode steps: with attention_blocks_per_sm=64 every attention
+    call is split as far as it may be (a split takes at least 64 positions), so that the kernel reads the
+    chunk's new keys and values from the projections, stores them in the cache, and merges up to 4 splits
+    itself (the last block of each group to finish), in prefill and decode."""
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+    monkeypatch.setenv("AWQ_EDGE_CUDA_TUNING", "attention_blocks_per_sm=64")
+    source = save_tiny_model("llama", tmp_path / "hf", num_attention_heads=heads[0], num_key_value_heads=heads[1],
+                             head_dim=32, max_position_embeddings=512)
+    path = tmp_path / "model.awqe"
+    quantize_model(source, path, QuantizeOptions(method="rtn", group_size=32, lm_head="int8"))
+    generator = Generator(path, backend="cuda", prefill_chunk=64)
+    assert "attention_blocks_per_sm=64" in generator.backend
+    assert_prefill_and_decode_match_transformers(generator, path, prompt=300, total=312, seed=2)
+
+
 # Attention shapes the tiny kinds (head_dim 32, 2 query heads per kv head) do not reach: more than 8
 # query heads per kv head (two blocks per kv head), and head dims that take 2, 4 (with a partial
 # last element) and 8 elements per lane.

@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_gpu_tests_pass_on_the_emulated_backend(emulated_package, tmp_path, orde
     selection = ["-m", "gpu"]
     if order == "reverse":
         selection += ["-k", "(matches_numpy and (33-256 or 1000-1536) and (q4_g32 or q3_g64 or f16)) "
-                            "or logits_match_transformers or attention_shapes or cuda_graphs or emulated"]
+                            "or logits_match_transformers or attention_shapes or long_contexts or cuda_graphs or emulated"]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(emulated_package), str(ROOT / "tests")]),
                    "AWQ_EDGE_CUDA_EMULATED": "1", "AWQ_EDGE_CUDA_EMULATOR_ORDER": order,
                    "AWQ_EDGE_CUDA_EMULATOR_SMS": RUNS[order][0], "AWQ_EDGE_CUDA_TUNING": RUNS[order][1]}
@@ -116,6 +117,45 @@ def test_real_model_greedy_text_matches_the_cpu_backend(emulated_build, smollm2_
     assert run.returncode == 0, run.stderr[-3000:]
     assert "CUDA emulator on the CPU" in run.stderr
     assert run.stdout == expected + "\n", (run.stdout, expected)
+
+
+def kernels_per_decode_step(awq_edge_run, model, prompt, environment, tmp_path):
+    """{kernel name: launches} of one decode step, from the emulator's launch log of two runs that differ
+    by four decode steps (eager, recorded and replayed steps alike: a replayed graph logs its kernels)."""
+    counts = []
+    for tokens in (4, 8):
+        log = tmp_path / f"launches-{tokens}.log"
+        run = subprocess.run([str(awq_edge_run), str(model), "-p", prompt, "-n", str(tokens), "--ignore-eos",
+                              "--backend", "cuda"], capture_output=True, text=True, timeout=600,
+                             env={**environment, "AWQ_EDGE_CUDA_EMULATOR_LAUNCH_LOG": str(log)})
+        assert run.returncode == 0, run.stderr[-3000:]
+        counts.append(Counter(line.split(" grid=")[0] for line in log.read_text().splitlines()))
+    steps = counts[1] - counts[0]
+    assert all(count % 4 == 0 for count in steps.values()), steps
+    return {name: count // 4 for name, count in steps.items()}
+
+
+@pytest.mark.parametrize("splits", ["one split", "many splits"])
+def test_a_decode_step_launches_eleven_kernels_per_layer(emulated_build, tmp_path, splits):
+    """Every kernel boundary costs the GPU a few microseconds even inside a CUDA graph: on an H100, where a
+    LLaMA-2-7B token's weights take about 1.2 ms to read, 550 kernels per token (17 per layer) would cost
+    about as much again. Per layer a decode step runs: the residual add fused with RMSNorm, x prepared once
+    for q, k and v and their three products in one launch, attention (the new keys and values stored, the
+    splits merged, in the same kernel), the o projection (x prepared, product), the second RMSNorm, gate
+    and up in one launch, the down projection; plus the embedding, the final norm and the LM head."""
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+    model = tmp_path / "model.awqe"
+    quantize_model(save_tiny_model("llama", tmp_path / "hf", num_hidden_layers=3, max_position_embeddings=512), model,
+                   QuantizeOptions(method="rtn", group_size=32, lm_head="int8"))
+    # many splits: a prompt of a few hundred tokens (a split takes at least 64 positions) and 16 attention
+    # blocks per SM, so that the attention kernel merges the splits itself
+    prompt = "Count the kernels of a step." * (1 if splits == "one split" else 12)
+    environment = {**os.environ, "AWQ_EDGE_CUDA_TUNING": "" if splits == "one split" else "attention_blocks_per_sm=16"}
+    layers = 3
+    assert kernels_per_decode_step(emulated_build / "awq-edge-run", model, prompt, environment, tmp_path) == {
+        "embed_dense": 1, "rms_norm": 2 * layers + 1, "prepare_activations": 4 * layers, "gemv_q4": 3 * layers,
+        "gemv_q4 (gated)": layers, "attention": layers, "dense_linear": 1}
 
 
 @pytest.fixture(scope="session")

@@ -144,6 +144,11 @@ class Backend {
   // x += delta; out = rms_norm(x, weight). The residual add fused with the next norm.
   virtual void add_rms_norm(Activation& x, const Activation& delta, const Activation& weight,
                             float eps, Activation& out);
+  // q, k, v (n, N) = x W^T (+ bias) for the attention's three projections, which read the same x.
+  // A fused version prepares x once and computes the three products in one pass.
+  virtual void attention_projections(const LinearWeights& q_w, const LinearWeights& k_w, const LinearWeights& v_w,
+                                     const Activation* q_bias, const Activation* k_bias, const Activation* v_bias,
+                                     const Activation& x, Activation& q, Activation& k, Activation& v);
   // rope(q, k); store_kv(k, v); attention(q) -> out: the attention block from the projections
   // on. A fused version may rotate q and k as it reads them instead of in place, so afterwards q
   // and k hold either the rotated or the unrotated values.

@@ -3,7 +3,8 @@
 // header only in builds with -DAWQ_EDGE_CUDA_EMULATOR=ON (tests); never installed.
 //
 //   device code   __global__ / __device__ / __shared__ ..., threadIdx & co., __syncthreads,
-//                 __shfl_xor_sync, __ldg / __ldcs, the vector types, math built-ins
+//                 __shfl_xor_sync, __ldg / __ldcs / __ldcg, atomicAdd, __threadfence, the vector
+//                 types, math built-ins
 //   runtime API   device memory is host memory, every stream runs its work at once on the
 //                 calling thread (in order, so stream semantics hold), stream capture records
 //                 kernel launches and copies into a graph that cudaGraphLaunch replays;
@@ -58,6 +59,17 @@ template <typename T>
 T __ldg(const T* p) { return *p; }
 template <typename T>
 T __ldcs(const T* p) { return *p; }
+template <typename T>
+T __ldcg(const T* p) { return *p; }
+
+// Blocks run one at a time and a thread switches only at a barrier or a warp collective, so an
+// atomic is a plain read-modify-write and a fence has nothing to order.
+inline unsigned atomicAdd(unsigned* address, unsigned value) {
+  const unsigned old = *address;
+  *address = old + value;
+  return old;
+}
+inline void __threadfence() {}
 
 inline float __expf(float x) { return std::exp(x); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
