@@ -26,9 +26,12 @@
 //     and the last block of the (kv head, chunk, token tile) to finish (a counter per group of
 //     blocks, atomicAdd after __threadfence, reset by that block for the next launch) merges the
 //     splits and writes out: flash-decoding's second pass without a second kernel.
+//     With prepared_out, the block that writes output rows also writes their prepared form for
+//     the o projection (prepared_activations.h), so that it needs no preparation kernel.
 #include "attention_math.h"
 #include "kernels.h"
 #include "launch.h"
+#include "prepared_activations.h"
 
 #include <algorithm>
 
@@ -86,6 +89,26 @@ __device__ __forceinline__ void store_new_positions(const AttentionArguments& a,
     const NewPosition fresh = new_position(a, kv_head, first_position, t);
     keys[(first_position + t) * kv_stride + d] = __float2half_rn(fresh.key(d));
     values[(first_position + t) * kv_stride + d] = __float2half_rn(fresh.value[d]);
+  }
+}
+
+// With a.prepared_out: the prepared (scaled) form of the block's output rows for the next q4
+// linear layer, a warp per group (the host asks for it only when the group size divides the
+// head's D, itself a multiple of 32, so a row's groups and 32-column blocks are the head's own).
+__device__ __forceinline__ void prepare_output_rows(const AttentionArguments& a, const QueryRows& rows, int active_rows) {
+  if (a.prepared_out.data == nullptr) return;
+  __syncthreads();  // the block's output rows are visible to the whole block
+  const int D = a.head_dim, group_size = a.prepared_out.group_size;
+  const int groups_per_row = D / group_size;
+  const int64_t cols = a.out.cols, groups = cols / group_size;
+  const int warp = static_cast<int>(threadIdx.x >> 5), warps = static_cast<int>(blockDim.x >> 5);
+  for (int task = warp; task < active_rows * groups_per_row; task += warps) {
+    const int r = task / groups_per_row;
+    const int64_t token = rows.first_token + r / rows.heads;
+    const int head = rows.first_head + r % rows.heads;
+    prepare_group(a.out.data + token * a.out.stride, static_cast<int64_t>(head) * groups_per_row + task % groups_per_row,
+                  group_size, true, reinterpret_cast<__half*>(a.prepared_out.data) + token * cols,
+                  a.prepared_out.multipliers + token * groups);
   }
 }
 
@@ -203,6 +226,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArgu
       const int r = task / D, d = task % D;
       output_row(r)[d] = block_result(r, d) / block_result(r, D + 1);
     }
+    prepare_output_rows(a, rows, active_rows);
     return;
   }
   const auto partial_row = [&](int r) {
@@ -241,6 +265,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArgu
     }
     output_row(r)[d] = numerator / denominator;
   }
+  prepare_output_rows(a, rows, active_rows);
 }
 
 template <int R>
@@ -285,6 +310,12 @@ void attention(const AttentionArguments& a, cudaStream_t stream) {
   if (a.splits > 1 && (a.partial == nullptr || a.split_counters == nullptr)) {
     throw std::invalid_argument("[cuda] attention: " + std::to_string(a.splits) +
                                 " splits need the partial and split_counters scratch buffers");
+  }
+  if (a.prepared_out.data != nullptr &&
+      (a.head_dim % 32 != 0 || a.prepared_out.group_size < 32 || a.head_dim % a.prepared_out.group_size != 0)) {
+    throw std::invalid_argument("[cuda] attention: the prepared output needs a head_dim that is a multiple of 32 and "
+                                "of the group size, got head_dim " + std::to_string(a.head_dim) + " and group size " +
+                                std::to_string(a.prepared_out.group_size));
   }
   const AttentionGrid g = attention_grid(a.q.rows, a.n_heads, a.n_kv_heads);
   const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.n_kv_heads * g.head_chunks), g.token_tiles);

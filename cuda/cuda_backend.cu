@@ -192,6 +192,7 @@ class CudaBackend final : public Backend {
   }
 
   Activation allocate(int64_t rows, int64_t cols) override {
+    forget_prepared();  // the new memory may be where a recorded activation was
     Activation a;
     a.storage = device_zeros(static_cast<size_t>(rows * cols) * 4, "an activation " + shape(rows, cols));
     a.data = a.storage.get();
@@ -224,6 +225,8 @@ class CudaBackend final : public Backend {
       w.blocks = packed.blocks;
       w.groups = packed.groups;
       w.group_shift = packed.group_size == 32 ? 0 : packed.group_size == 64 ? 1 : 2;
+      const int group_size = static_cast<int>(packed.group_size);
+      q4_group_size_ = q4_group_size_ < 0 || q4_group_size_ == group_size ? group_size : 0;
       linear->grouped = true;
       linear->memory = {words, scales, zeros};
     } else {
@@ -287,6 +290,7 @@ class CudaBackend final : public Backend {
       device_tokens = copy;
     }
     const auto& t = static_cast<const CudaLinear&>(table);
+    wrote(out);
     const Matrix o = matrix(out.rows_view(0, n));
     if (t.grouped) embed_grouped(t.grouped_weight, device_tokens, o, stream_);
     else embed_dense(t.dense_weight, device_tokens, o, stream_);
@@ -294,7 +298,10 @@ class CudaBackend final : public Backend {
 
   void rms_norm(const Activation& x, const Activation& weight, float eps, Activation& out) override {
     same_shape(x, out, "rms_norm");
-    cuda::rms_norm(matrix(x), nullptr, static_cast<const float*>(weight.data), eps, matrix(out), stream_);
+    wrote(out);
+    const PreparedOutput prepared = norm_prepares(out);
+    cuda::rms_norm(matrix(x), nullptr, static_cast<const float*>(weight.data), eps, matrix(out), stream_,
+                   prepared.data != nullptr ? &prepared : nullptr);
   }
 
   void add_rms_norm(Activation& x, const Activation& delta, const Activation& weight, float eps,
@@ -302,7 +309,11 @@ class CudaBackend final : public Backend {
     same_shape(x, delta, "add_rms_norm");
     same_shape(x, out, "add_rms_norm");
     const Matrix d = matrix(delta);
-    cuda::rms_norm(matrix(x), &d, static_cast<const float*>(weight.data), eps, matrix(out), stream_);
+    wrote(x);
+    wrote(out);
+    const PreparedOutput prepared = norm_prepares(out);
+    cuda::rms_norm(matrix(x), &d, static_cast<const float*>(weight.data), eps, matrix(out), stream_,
+                   prepared.data != nullptr ? &prepared : nullptr);
   }
 
   void linear(const LinearWeights& weights, const Activation& x, const Activation* bias, Activation& out) override {
@@ -312,17 +323,15 @@ class CudaBackend final : public Backend {
                                   ", out " + shape(out.rows, out.cols) + " do not fit");
     }
     const float* b = bias != nullptr ? static_cast<const float*>(bias->data) : nullptr;
+    wrote(out);
     if (!w.grouped) return dense_linear(w.dense_weight, matrix(x), b, matrix(out), stream_);
     const GroupedWeight& g = w.grouped_weight;
-    auto* prepared = static_cast<uint16_t*>(prepared_.at_least(static_cast<size_t>(x.rows * x.cols) * 2));
     if (x.rows <= 8) {
-      auto* multipliers = static_cast<float*>(multipliers_.at_least(static_cast<size_t>(x.rows * g.groups) * 4));
-      prepare_activations(matrix(x), static_cast<int>(g.group_size), true, prepared, multipliers, stream_);
-      gemv_q4(g, prepared, multipliers, x.rows, b, matrix(out), gemv_warps(config_, g.strips, prop_.multiProcessorCount),
-              stream_);
+      const DecodeOperand operand = decode_operand(x, static_cast<int>(g.group_size));
+      gemv_q4(g, operand.prepared, operand.multipliers, x.rows, b, matrix(out),
+              gemv_warps(config_, g.strips, prop_.multiProcessorCount), stream_);
     } else {
-      prepare_activations(matrix(x), 32, false, prepared, nullptr, stream_);
-      gemm_prepared(g, prepared, x.rows, b, out);
+      gemm_prepared(g, prefill_operand(x), x.rows, b, out);
     }
   }
 
@@ -345,15 +354,13 @@ class CudaBackend final : public Backend {
     const auto bias_data = [](const Activation* bias) {
       return bias != nullptr ? static_cast<const float*>(bias->data) : nullptr;
     };
-    auto* prepared = static_cast<uint16_t*>(prepared_.at_least(static_cast<size_t>(x.rows * x.cols) * 2));
+    for (int i = 0; i < 3; ++i) wrote(*outs[i]);
     if (x.rows > 8) {
-      prepare_activations(matrix(x), 32, false, prepared, nullptr, stream_);
+      const uint16_t* prepared = prefill_operand(x);
       for (int i = 0; i < 3; ++i) gemm_prepared(weights[i]->grouped_weight, prepared, x.rows, bias_data(biases[i]), *outs[i]);
       return;
     }
-    const GroupedWeight& first = weights[0]->grouped_weight;
-    auto* multipliers = static_cast<float*>(multipliers_.at_least(static_cast<size_t>(x.rows * first.groups) * 4));
-    prepare_activations(matrix(x), static_cast<int>(first.group_size), true, prepared, multipliers, stream_);
+    const DecodeOperand operand = decode_operand(x, static_cast<int>(weights[0]->grouped_weight.group_size));
     GemvOutputs outputs;
     int64_t strips = 0;
     for (int i = 0; i < 3; ++i) {
@@ -362,8 +369,8 @@ class CudaBackend final : public Backend {
       strips += weights[i]->grouped_weight.strips;
     }
     outputs.count = 3;
-    gemv_q4_outputs(outputs, prepared, multipliers, x.rows, gemv_warps(config_, strips, prop_.multiProcessorCount),
-                    stream_);
+    gemv_q4_outputs(outputs, operand.prepared, operand.multipliers, x.rows,
+                    gemv_warps(config_, strips, prop_.multiProcessorCount), stream_);
   }
 
   void rope(const RopeTable& table, const AttentionShape& s, int64_t first_position, Activation& q,
@@ -373,6 +380,8 @@ class CudaBackend final : public Backend {
       throw std::out_of_range("[cuda] rope: positions up to " + std::to_string(first_position + q.rows) +
                               " exceed the table's " + std::to_string(r.positions()));
     }
+    wrote(q);
+    wrote(k);
     cuda::rope(matrix(q), matrix(k), r.cos(), r.sin(), position_on_device(first_position), static_cast<int>(s.n_heads),
                static_cast<int>(s.n_kv_heads), static_cast<int>(s.head_dim), stream_);
   }
@@ -390,6 +399,7 @@ class CudaBackend final : public Backend {
 
   void attention(const KVCache& cache, int64_t layer, const AttentionShape& s, int64_t first_position,
                  const Activation& q, Activation& out) override {
+    wrote(out);
     run_attention(static_cast<const CudaKVCache&>(cache), layer, s, first_position, q, out, nullptr, nullptr, nullptr);
   }
 
@@ -405,6 +415,7 @@ class CudaBackend final : public Backend {
                               " exceed the rope table's " + std::to_string(r.positions()) + " or the cache's " +
                               std::to_string(c.capacity()));
     }
+    wrote(out);
     const Matrix new_k = matrix(k), new_v = matrix(v);  // stored into the cache by the attention kernel
     run_attention(c, layer, s, first_position, q, out, &r, &new_k, &new_v);
   }
@@ -421,10 +432,9 @@ class CudaBackend final : public Backend {
                          out.rows == x.rows && out.cols == g.rows();
     if (!fusable) return Backend::gated_mlp(gate_w, up_w, gate_bias, up_bias, x, gate, up, out);
     const GroupedWeight& gw = g.grouped_weight;
-    auto* prepared = static_cast<uint16_t*>(prepared_.at_least(static_cast<size_t>(x.rows * x.cols) * 2));
-    auto* multipliers = static_cast<float*>(multipliers_.at_least(static_cast<size_t>(x.rows * gw.groups) * 4));
-    prepare_activations(matrix(x), static_cast<int>(gw.group_size), true, prepared, multipliers, stream_);
-    gemv_q4_gated(gw, u.grouped_weight, prepared, multipliers, x.rows,
+    wrote(out);
+    const DecodeOperand operand = decode_operand(x, static_cast<int>(gw.group_size));
+    gemv_q4_gated(gw, u.grouped_weight, operand.prepared, operand.multipliers, x.rows,
                   gate_bias != nullptr ? static_cast<const float*>(gate_bias->data) : nullptr,
                   up_bias != nullptr ? static_cast<const float*>(up_bias->data) : nullptr, matrix(out),
                   gemv_warps(config_, gw.strips, prop_.multiProcessorCount), stream_);
@@ -432,16 +442,19 @@ class CudaBackend final : public Backend {
 
   void silu_mul(const Activation& gate, const Activation& up, Activation& out) override {
     same_shape(gate, up, "silu_mul");
+    wrote(out);
     cuda::silu_mul(matrix(gate), matrix(up), matrix(out), stream_);
   }
 
   void add(Activation& x, const Activation& y) override {
     same_shape(x, y, "add");
+    wrote(x);
     cuda::add(matrix(x), matrix(y), stream_);
   }
 
   bool begin_step(const int32_t* tokens, int64_t n, int64_t first_position, int64_t logit_rows) override {
     abandon_capture();  // a previous step that failed half way
+    forget_prepared();  // a step's choices must not depend on the one before: a recording replays them
     write_step_state(tokens, n, first_position);
     in_step_ = true;
     if (!graphs_enabled_ || n != 1 || kv_heads_ == 0) return false;  // kv_heads_: known after one eager step
@@ -501,6 +514,80 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // ------------------------------------------------------------ the q4 kernels' activation operand
+  // The prepared_ and multipliers_ scratch buffers hold the prepared (scaled) form of at most one
+  // activation, recorded in prepared_source_: written by a linear layer that prepared its input, or
+  // by the kernel that produced it, for the group size of every q4 weight when they share one
+  // (q4_group_size_): the RMSNorm (norm_prepares) and the attention (run_attention). A linear layer
+  // whose input is the recorded one uses it as it is: the q, k and v projections and the MLP's gate
+  // and up read what the norm before them prepared, the o projection what the attention prepared,
+  // with no preparation kernel of their own. Every operation forgets the record when it writes memory
+  // that overlaps the recorded activation (wrote), and every step starts without one, so that a
+  // recorded step (CUDA graph) makes the same choices as an eager one.
+  struct PreparedSource {
+    const void* data = nullptr;
+    int64_t rows = 0, cols = 0, row_stride = 0;
+    int group_size = 0;
+  };
+  struct DecodeOperand {
+    const uint16_t* prepared;
+    const float* multipliers;
+  };
+
+  void forget_prepared() { prepared_source_ = PreparedSource{}; }
+
+  static const char* end_of(const Activation& a) {
+    return static_cast<const char*>(a.data) + ((a.rows - 1) * a.row_stride + a.cols) * 4;
+  }
+
+  void wrote(const Activation& a) {
+    if (prepared_source_.data == nullptr || a.rows < 1) return;
+    const char* begin = static_cast<const char*>(prepared_source_.data);
+    const char* end = begin + ((prepared_source_.rows - 1) * prepared_source_.row_stride + prepared_source_.cols) * 4;
+    if (static_cast<const char*>(a.data) < end && begin < end_of(a)) forget_prepared();
+  }
+
+  void record_prepared(const Activation& x, int group_size) {
+    prepared_source_ = PreparedSource{x.data, x.rows, x.cols, x.row_stride, group_size};
+  }
+
+  DecodeOperand scratch_operand(int64_t rows, int64_t cols, int group_size) {
+    return DecodeOperand{static_cast<uint16_t*>(prepared_.at_least(static_cast<size_t>(rows * cols) * 2)),
+                         static_cast<float*>(multipliers_.at_least(static_cast<size_t>(rows * (cols / group_size)) * 4))};
+  }
+
+  // x (<= 8 rows) prepared for the decode kernels with group_size: as recorded, or prepared now.
+  DecodeOperand decode_operand(const Activation& x, int group_size) {
+    const PreparedSource& p = prepared_source_;
+    const DecodeOperand operand = scratch_operand(x.rows, x.cols, group_size);
+    if (p.data == x.data && p.rows == x.rows && p.cols == x.cols && p.row_stride == x.row_stride &&
+        p.group_size == group_size) {
+      return operand;
+    }
+    prepare_activations(matrix(x), group_size, true, const_cast<uint16_t*>(operand.prepared),
+                        const_cast<float*>(operand.multipliers), stream_);
+    record_prepared(x, group_size);
+    return operand;
+  }
+
+  // x (> 8 rows) prepared unscaled for the prefill kernels (overwrites whatever was recorded).
+  const uint16_t* prefill_operand(const Activation& x) {
+    forget_prepared();
+    auto* prepared = static_cast<uint16_t*>(prepared_.at_least(static_cast<size_t>(x.rows * x.cols) * 2));
+    prepare_activations(matrix(x), 32, false, prepared, nullptr, stream_);
+    return prepared;
+  }
+
+  // Where an RMSNorm writing `out` also writes out's prepared form (recorded as if launched), or
+  // nothing: prefill, no q4 weights, or q4 weights of several group sizes.
+  PreparedOutput norm_prepares(const Activation& out) {
+    if (q4_group_size_ <= 0 || out.rows > 8 || out.cols % q4_group_size_ != 0) return PreparedOutput{};
+    const DecodeOperand operand = scratch_operand(out.rows, out.cols, q4_group_size_);
+    record_prepared(out, q4_group_size_);
+    return PreparedOutput{const_cast<uint16_t*>(operand.prepared), const_cast<float*>(operand.multipliers),
+                          q4_group_size_};
+  }
+
   // out = x W^T + bias for m > 8 tokens of x prepared unscaled: the x-staged or the split-K kernel.
   void gemm_prepared(const GroupedWeight& g, const uint16_t* prepared, int64_t m, const float* bias, Activation& out) {
     const int strips = gemm_strips_per_block(config_, g.strips, m, prop_.multiProcessorCount);
@@ -534,6 +621,13 @@ class CudaBackend final : public Backend {
     if (new_k != nullptr) {
       a.new_k = *new_k;
       a.new_v = *new_v;
+    }
+    // the o projection's operand too, when the group size divides the head (see prepare_output_rows)
+    const int g = q4_group_size_;
+    if (g > 0 && q.rows <= 8 && s.head_dim % 32 == 0 && s.head_dim % g == 0) {
+      const DecodeOperand operand = scratch_operand(out.rows, out.cols, g);
+      a.prepared_out = PreparedOutput{const_cast<uint16_t*>(operand.prepared), const_cast<float*>(operand.multipliers), g};
+      record_prepared(out, g);
     }
     if (rope != nullptr) {
       a.rope_cos = rope->cos();
@@ -603,6 +697,8 @@ class CudaBackend final : public Backend {
   const int32_t* step_tokens_ = nullptr;
   const int64_t* device_position_ = nullptr;
   int64_t kv_heads_ = 0;  // from the first attention call; decides the attention splits of a step
+  PreparedSource prepared_source_;  // whose prepared form prepared_ and multipliers_ hold
+  int q4_group_size_ = -1;        // the q4 weights' group size (-1: none yet, 0: several differ)
   // recorded decode steps (CUDA graphs)
   bool graphs_enabled_ = graphs_wanted();
   std::map<StepKey, cudaGraphExec_t> graphs_;

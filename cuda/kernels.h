@@ -85,9 +85,19 @@ void dense_linear(const DenseWeight& w, const Matrix& x, const float* bias, cons
 void embed_grouped(const GroupedWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream);
 void embed_dense(const DenseWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream);
 
-// When delta is given, x += delta first (written back). Then out = x / rms(x) * weight.
+// The prepared (scaled) operand of the q4 decode kernels, written by the kernel that produces
+// their fp32 input (as prepare_activations with scaled = true would write it): data (m, K) fp16,
+// multipliers (m, K / group_size).
+struct PreparedOutput {
+  uint16_t* data = nullptr;
+  float* multipliers = nullptr;
+  int group_size = 0;
+};
+
+// When delta is given, x += delta first (written back). Then out = x / rms(x) * weight, and when
+// `prepared` is given, out's prepared form too.
 void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float eps, const Matrix& out,
-              cudaStream_t stream);
+              cudaStream_t stream, const PreparedOutput* prepared = nullptr);
 
 // The position-dependent kernels read the first position from device memory (`first_position`,
 // one int64 written before the step), so that a recorded step (CUDA graph) replays at any position.
@@ -120,6 +130,8 @@ struct AttentionArguments {
                                       // zeros again after every launch
   const float* rope_cos = nullptr;    // when set, q (and new_k) are rotated as they are read
   const float* rope_sin = nullptr;    // (tables (positions, D/2))
+  PreparedOutput prepared_out;        // optional: out's prepared form too (group size dividing D,
+                                      // D a multiple of 32)
 };
 // Largest head_dim the attention kernel takes.
 constexpr int kMaxHeadDim = 256;

@@ -7,44 +7,35 @@
 //   scaled: each group of g columns of a token divided by 2^e >= its max |x| (multipliers (m, K/g)
 //   = 2^e), so the decode kernel's fp16 sums stay small; unscaled (prefill): multiplier 1.
 //
-// One thread block per (token, group), one thread per column (g = 32, 64 or 128 threads).
+// One block of 4 warps per (token, 4 groups), a warp per group (prepared_activations.h).
 #include "kernels.h"
 #include "launch.h"
-#include "q4_layout.h"
+#include "prepared_activations.h"
 
 #include <cuda_fp16.h>
 
 namespace awq_edge::cuda {
 namespace {
 
-__global__ void prepare_activations_kernel(const float* __restrict__ x, int64_t x_stride, int64_t cols, bool scaled,
-                                           __half* __restrict__ prepared, float* __restrict__ multipliers) {
-  __shared__ float warp_max[4];
-  const int64_t token = blockIdx.y, group = blockIdx.x;
-  const int group_size = blockDim.x;
-  const int64_t k = group * group_size + threadIdx.x;
-  const float value = x[token * x_stride + k];
-  float multiplier = 1.0f;
-  if (scaled) {
-    float largest = fabsf(value);
-    for (int offset = 16; offset > 0; offset /= 2) largest = fmaxf(largest, __shfl_xor_sync(0xFFFFFFFFu, largest, offset));
-    if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x / 32] = largest;
-    __syncthreads();
-    for (int w = 0; w < group_size / 32; ++w) largest = fmaxf(largest, warp_max[w]);
-    multiplier = cuda_layout::group_multiplier(largest);
-  }
-  const int64_t position = (k / 32) * 32 + cuda_layout::permuted_position(static_cast<int>(k % 32));
-  prepared[token * cols + position] = __float2half_rn(value / multiplier);
-  if (threadIdx.x == 0 && multipliers != nullptr) multipliers[token * (cols / group_size) + group] = multiplier;
+constexpr int kWarps = 4;
+
+__global__ void prepare_activations_kernel(const float* __restrict__ x, int64_t x_stride, int64_t cols, int group_size,
+                                           bool scaled, __half* __restrict__ prepared, float* __restrict__ multipliers) {
+  const int64_t token = blockIdx.y;
+  const int64_t group = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (group >= cols / group_size) return;  // the whole warp
+  prepare_group(x + token * x_stride, group, group_size, scaled, prepared + token * cols,
+                multipliers != nullptr ? multipliers + token * (cols / group_size) : nullptr);
 }
 
 }  // namespace
 
 void prepare_activations(const Matrix& x, int group_size, bool scaled, uint16_t* prepared, float* multipliers,
                          cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(x.cols / group_size), static_cast<unsigned>(x.rows));
-  launch("prepare_activations", prepare_activations_kernel, grid, group_size, 0, stream, x.data, x.stride, x.cols,
-         scaled, reinterpret_cast<__half*>(prepared), multipliers);
+  const int64_t groups = x.cols / group_size;
+  const dim3 grid(static_cast<unsigned>((groups + kWarps - 1) / kWarps), static_cast<unsigned>(x.rows));
+  launch("prepare_activations", prepare_activations_kernel, grid, kWarps * 32, 0, stream, x.data, x.stride, x.cols,
+         group_size, scaled, reinterpret_cast<__half*>(prepared), multipliers);
 }
 
 }  // namespace awq_edge::cuda

@@ -136,13 +136,14 @@ def kernels_per_decode_step(awq_edge_run, model, prompt, environment, tmp_path):
 
 
 @pytest.mark.parametrize("splits", ["one split", "many splits"])
-def test_a_decode_step_launches_eleven_kernels_per_layer(emulated_build, tmp_path, splits):
+def test_a_decode_step_launches_eight_kernels_per_layer(emulated_build, tmp_path, splits):
     """Every kernel boundary costs the GPU a few microseconds even inside a CUDA graph: on an H100, where a
     LLaMA-2-7B token's weights take about 1.2 ms to read, 550 kernels per token (17 per layer) would cost
-    about as much again. Per layer a decode step runs: the residual add fused with RMSNorm, x prepared once
-    for q, k and v and their three products in one launch, attention (the new keys and values stored, the
-    splits merged, in the same kernel), the o projection (x prepared, product), the second RMSNorm, gate
-    and up in one launch, the down projection; plus the embedding, the final norm and the LM head."""
+    about as much again. Per layer a decode step runs: the residual add fused with RMSNorm, which also
+    prepares its output for the q4 kernels; q, k and v in one launch; attention (the new keys and values
+    stored, the splits merged, the output prepared for the o projection, in the same kernel); the o
+    projection; RMSNorm (preparing for gate and up); gate and up in one launch; the down projection's
+    input prepared, and its product. Plus the embedding, the final norm and the LM head."""
     from awq_edge.quantize import QuantizeOptions, quantize_model
     from tiny_models import save_tiny_model
     model = tmp_path / "model.awqe"
@@ -154,7 +155,7 @@ def test_a_decode_step_launches_eleven_kernels_per_layer(emulated_build, tmp_pat
     environment = {**os.environ, "AWQ_EDGE_CUDA_TUNING": "" if splits == "one split" else "attention_blocks_per_sm=16"}
     layers = 3
     assert kernels_per_decode_step(emulated_build / "awq-edge-run", model, prompt, environment, tmp_path) == {
-        "embed_dense": 1, "rms_norm": 2 * layers + 1, "prepare_activations": 4 * layers, "gemv_q4": 3 * layers,
+        "embed_dense": 1, "rms_norm": 2 * layers + 1, "prepare_activations": layers, "gemv_q4": 3 * layers,
         "gemv_q4 (gated)": layers, "attention": layers, "dense_linear": 1}
 
 
