@@ -434,10 +434,15 @@ class CudaBackend final : public Backend {
     const GroupedWeight& gw = g.grouped_weight;
     wrote(out);
     const DecodeOperand operand = decode_operand(x, static_cast<int>(gw.group_size));
+    // the down projection's operand too, into the other slot: this launch reads x's from the current
+    const PreparedOutput prepared_y = prepares(out, 1 - slot_);
+    unsigned* counters = prepared_y.data == nullptr ? nullptr
+        : static_cast<unsigned*>(group_counters_.at_least(static_cast<size_t>(out.cols / prepared_y.group_size) * 4));
     gemv_q4_gated(gw, u.grouped_weight, operand.prepared, operand.multipliers, x.rows,
                   gate_bias != nullptr ? static_cast<const float*>(gate_bias->data) : nullptr,
                   up_bias != nullptr ? static_cast<const float*>(up_bias->data) : nullptr, matrix(out),
-                  gemv_warps(config_, gw.strips, prop_.multiProcessorCount), stream_);
+                  gemv_warps(config_, gw.strips, prop_.multiProcessorCount), stream_,
+                  prepared_y.data != nullptr ? &prepared_y : nullptr, counters);
   }
 
   void silu_mul(const Activation& gate, const Activation& up, Activation& out) override {
@@ -455,6 +460,7 @@ class CudaBackend final : public Backend {
   bool begin_step(const int32_t* tokens, int64_t n, int64_t first_position, int64_t logit_rows) override {
     abandon_capture();  // a previous step that failed half way
     forget_prepared();  // a step's choices must not depend on the one before: a recording replays them
+    slot_ = 0;
     write_step_state(tokens, n, first_position);
     in_step_ = true;
     if (!graphs_enabled_ || n != 1 || kv_heads_ == 0) return false;  // kv_heads_: known after one eager step
@@ -515,14 +521,17 @@ class CudaBackend final : public Backend {
   }
 
   // ------------------------------------------------------------ the q4 kernels' activation operand
-  // The prepared_ and multipliers_ scratch buffers hold the prepared (scaled) form of at most one
-  // activation, recorded in prepared_source_: written by a linear layer that prepared its input, or
-  // by the kernel that produced it, for the group size of every q4 weight when they share one
-  // (q4_group_size_): the RMSNorm (norm_prepares) and the attention (run_attention). A linear layer
-  // whose input is the recorded one uses it as it is: the q, k and v projections and the MLP's gate
-  // and up read what the norm before them prepared, the o projection what the attention prepared,
-  // with no preparation kernel of their own. Every operation forgets the record when it writes memory
-  // that overlaps the recorded activation (wrote), and every step starts without one, so that a
+  // Two scratch slots (prepared fp16 and multipliers each) hold prepared (scaled) activations; the
+  // current slot holds the prepared form of at most one activation, recorded in prepared_source_.
+  // It is written by a linear layer that prepared its input, or by the kernel that produced the
+  // activation, for the group size of every q4 weight when they share one (q4_group_size_): the
+  // RMSNorm (norm_prepares), the attention (run_attention) and the MLP's gate/up kernel
+  // (gated_mlp), which reads its own input's prepared form from the current slot and so writes
+  // its output's to the other one, which then becomes current. A linear layer whose input is the
+  // recorded activation uses it as it is: q, k, v and gate, up read what the norm before them
+  // prepared, o what the attention prepared, down what gate/up prepared, with no preparation
+  // kernel of their own. Every operation forgets the record when it writes memory that overlaps
+  // the recorded activation (wrote), and every step starts without one in slot 0, so that a
   // recorded step (CUDA graph) makes the same choices as an eager one.
   struct PreparedSource {
     const void* data = nullptr;
@@ -530,8 +539,8 @@ class CudaBackend final : public Backend {
     int group_size = 0;
   };
   struct DecodeOperand {
-    const uint16_t* prepared;
-    const float* multipliers;
+    uint16_t* prepared;
+    float* multipliers;
   };
 
   void forget_prepared() { prepared_source_ = PreparedSource{}; }
@@ -551,21 +560,26 @@ class CudaBackend final : public Backend {
     prepared_source_ = PreparedSource{x.data, x.rows, x.cols, x.row_stride, group_size};
   }
 
-  DecodeOperand scratch_operand(int64_t rows, int64_t cols, int group_size) {
-    return DecodeOperand{static_cast<uint16_t*>(prepared_.at_least(static_cast<size_t>(rows * cols) * 2)),
-                         static_cast<float*>(multipliers_.at_least(static_cast<size_t>(rows * (cols / group_size)) * 4))};
+  // Slot `slot`'s buffers, large enough for (rows, cols) with group_size.
+  DecodeOperand slot_operand(int slot, int64_t rows, int64_t cols, int group_size) {
+    return DecodeOperand{
+        static_cast<uint16_t*>(prepared_[slot].at_least(static_cast<size_t>(rows * cols) * 2)),
+        static_cast<float*>(multipliers_[slot].at_least(static_cast<size_t>(rows * (cols / group_size)) * 4))};
+  }
+
+  PreparedOutput as_output(const DecodeOperand& operand, int group_size) {
+    return PreparedOutput{operand.prepared, operand.multipliers, group_size};
   }
 
   // x (<= 8 rows) prepared for the decode kernels with group_size: as recorded, or prepared now.
   DecodeOperand decode_operand(const Activation& x, int group_size) {
     const PreparedSource& p = prepared_source_;
-    const DecodeOperand operand = scratch_operand(x.rows, x.cols, group_size);
+    const DecodeOperand operand = slot_operand(slot_, x.rows, x.cols, group_size);
     if (p.data == x.data && p.rows == x.rows && p.cols == x.cols && p.row_stride == x.row_stride &&
         p.group_size == group_size) {
       return operand;
     }
-    prepare_activations(matrix(x), group_size, true, const_cast<uint16_t*>(operand.prepared),
-                        const_cast<float*>(operand.multipliers), stream_);
+    prepare_activations(matrix(x), group_size, true, operand.prepared, operand.multipliers, stream_);
     record_prepared(x, group_size);
     return operand;
   }
@@ -573,20 +587,24 @@ class CudaBackend final : public Backend {
   // x (> 8 rows) prepared unscaled for the prefill kernels (overwrites whatever was recorded).
   const uint16_t* prefill_operand(const Activation& x) {
     forget_prepared();
-    auto* prepared = static_cast<uint16_t*>(prepared_.at_least(static_cast<size_t>(x.rows * x.cols) * 2));
+    auto* prepared = static_cast<uint16_t*>(prepared_[slot_].at_least(static_cast<size_t>(x.rows * x.cols) * 2));
     prepare_activations(matrix(x), 32, false, prepared, nullptr, stream_);
     return prepared;
   }
 
-  // Where an RMSNorm writing `out` also writes out's prepared form (recorded as if launched), or
-  // nothing: prefill, no q4 weights, or q4 weights of several group sizes.
-  PreparedOutput norm_prepares(const Activation& out) {
-    if (q4_group_size_ <= 0 || out.rows > 8 || out.cols % q4_group_size_ != 0) return PreparedOutput{};
-    const DecodeOperand operand = scratch_operand(out.rows, out.cols, q4_group_size_);
-    record_prepared(out, q4_group_size_);
-    return PreparedOutput{const_cast<uint16_t*>(operand.prepared), const_cast<float*>(operand.multipliers),
-                          q4_group_size_};
+  // Where a kernel writing `out` (<= 8 rows) also writes out's prepared form, in slot `slot`
+  // (recorded as if launched, and that slot made current), or nothing: prefill, no q4 weights, q4
+  // weights of several group sizes, or `divides` (the kernel's own condition on the group size)
+  // false.
+  PreparedOutput prepares(const Activation& out, int slot, bool divides = true) {
+    const int g = q4_group_size_;
+    if (g <= 0 || out.rows > 8 || out.cols % g != 0 || !divides) return PreparedOutput{};
+    const DecodeOperand operand = slot_operand(slot, out.rows, out.cols, g);
+    slot_ = slot;
+    record_prepared(out, g);
+    return as_output(operand, g);
   }
+  PreparedOutput norm_prepares(const Activation& out) { return prepares(out, slot_); }
 
   // out = x W^T + bias for m > 8 tokens of x prepared unscaled: the x-staged or the split-K kernel.
   void gemm_prepared(const GroupedWeight& g, const uint16_t* prepared, int64_t m, const float* bias, Activation& out) {
@@ -623,12 +641,7 @@ class CudaBackend final : public Backend {
       a.new_v = *new_v;
     }
     // the o projection's operand too, when the group size divides the head (see prepare_output_rows)
-    const int g = q4_group_size_;
-    if (g > 0 && q.rows <= 8 && s.head_dim % 32 == 0 && s.head_dim % g == 0) {
-      const DecodeOperand operand = scratch_operand(out.rows, out.cols, g);
-      a.prepared_out = PreparedOutput{const_cast<uint16_t*>(operand.prepared), const_cast<float*>(operand.multipliers), g};
-      record_prepared(out, g);
-    }
+    a.prepared_out = prepares(out, slot_, s.head_dim % 32 == 0 && q4_group_size_ > 0 && s.head_dim % q4_group_size_ == 0);
     if (rope != nullptr) {
       a.rope_cos = rope->cos();
       a.rope_sin = rope->sin();
@@ -663,8 +676,9 @@ class CudaBackend final : public Backend {
   }
 
   uint64_t scratch_generation() const {
-    return prepared_.generation() + multipliers_.generation() + tokens_.generation() + partial_.generation() +
-           split_counters_.generation() + step_.generation();
+    return prepared_[0].generation() + multipliers_[0].generation() + prepared_[1].generation() +
+           multipliers_[1].generation() + tokens_.generation() + partial_.generation() + split_counters_.generation() +
+           group_counters_.generation() + step_.generation();
   }
 
   void clear_graphs() {
@@ -688,16 +702,19 @@ class CudaBackend final : public Backend {
   KernelConfig config_;
   std::string tuning_source_;
   bool capturing_ = false;  // a step is being recorded (before the scratch buffers, which watch it)
-  Scratch prepared_{"prepared activations", &capturing_}, multipliers_{"activation multipliers", &capturing_},
-      tokens_{"token ids", &capturing_}, partial_{"attention partial sums", &capturing_},
-      split_counters_{"attention split counters", &capturing_}, step_{"step state", &capturing_};
+  Scratch prepared_[2] = {{"prepared activations", &capturing_}, {"prepared activations", &capturing_}};
+  Scratch multipliers_[2] = {{"activation multipliers", &capturing_}, {"activation multipliers", &capturing_}};
+  Scratch tokens_{"token ids", &capturing_}, partial_{"attention partial sums", &capturing_},
+      split_counters_{"attention split counters", &capturing_},
+      group_counters_{"gate/up group counters", &capturing_}, step_{"step state", &capturing_};
   // the current step
   bool in_step_ = false;
   int64_t step_position_ = 0, step_tokens_count_ = 0;
   const int32_t* step_tokens_ = nullptr;
   const int64_t* device_position_ = nullptr;
   int64_t kv_heads_ = 0;  // from the first attention call; decides the attention splits of a step
-  PreparedSource prepared_source_;  // whose prepared form prepared_ and multipliers_ hold
+  PreparedSource prepared_source_;  // whose prepared form slot slot_ holds
+  int slot_ = 0;
   int q4_group_size_ = -1;        // the q4 weights' group size (-1: none yet, 0: several differ)
   // recorded decode steps (CUDA graphs)
   bool graphs_enabled_ = graphs_wanted();

@@ -16,10 +16,13 @@
 //   several outputs (the attention's q, k and v projections, one launch): the blocks of output 0
 //   come first in the grid, then those of output 1, ...; all read the same prepared x.
 //   gated (the MLP's gate and up projections, one launch): the block does the same for the strip
-//   of W (gate) and of W2 (up) and writes silu(gate) * up: no gate/up round trip, no extra launch.
+//   of W (gate) and of W2 (up) and writes silu(gate) * up: no gate/up round trip, no extra launch;
+//   optionally the last block of each group of y's columns also writes the group's prepared form
+//   for the down projection (prepare_completed_group).
 #include "fragment_math.h"
 #include "kernels.h"
 #include "launch.h"
+#include "prepared_activations.h"
 
 #include <cuda_fp16.h>
 
@@ -111,6 +114,32 @@ __device__ __forceinline__ GemvOutput output_of_block(const GemvOutputs& outputs
   return out;
 }
 
+// Gated, with outputs.prepared_y: the strip is 32 of the g columns of group strip * 32 / g of y; the
+// last of that group's g / 32 blocks to finish (a counter per group, atomicAdd after __threadfence,
+// reset by that block) writes the group's prepared form for every token (prepared_activations.h).
+template <int M>
+__device__ __forceinline__ void prepare_completed_group(const GemvOutputs& outputs, int64_t strip) {
+  const PreparedOutput& prepared = outputs.prepared_y;
+  const GemvOutput& out = outputs.output[0];
+  const int strips_per_group = prepared.group_size / 32;
+  const int64_t group = strip / strips_per_group, cols = out.w.rows;
+  __shared__ bool completes;
+  __threadfence();  // this thread's y values reach every block before the count says they are there
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    completes = atomicAdd(outputs.group_counters + group, 1u) == static_cast<unsigned>(strips_per_group - 1);
+    if (completes) outputs.group_counters[group] = 0;  // ready for the next launch
+  }
+  __syncthreads();
+  if (!completes) return;
+  __threadfence();
+  const int warp = static_cast<int>(threadIdx.x >> 5), warps = static_cast<int>(blockDim.x >> 5);
+  for (int t = warp; t < M; t += warps) {
+    prepare_group(out.y + t * out.y_stride, group, prepared.group_size, true,
+                  reinterpret_cast<__half*>(prepared.data) + t * cols, prepared.multipliers + t * (cols / prepared.group_size));
+  }
+}
+
 // Not gated: output i = x W_i^T + bias_i, the blocks of output 0 first, then those of 1, ...
 // Gated: y = silu(x W^T + bias) * (x W2^T + bias2), W = output 0 (whose y is written), W2 = output 1.
 template <int M, bool kGated>
@@ -139,6 +168,9 @@ __global__ void __launch_bounds__(256, 1) gemv_q4_kernel(GemvOutputs outputs, co
       value = value / (1.0f + __expf(-value)) * up;
     }
     out.y[t * out.y_stride + n] = value;
+  }
+  if constexpr (kGated) {
+    if (outputs.prepared_y.data != nullptr) prepare_completed_group<M>(outputs, strip);
   }
 }
 
@@ -201,11 +233,21 @@ void gemv_q4_outputs(const GemvOutputs& outputs, const uint16_t* prepared, const
 
 void gemv_q4_gated(const GroupedWeight& gate, const GroupedWeight& up, const uint16_t* prepared,
                    const float* multipliers, int64_t m, const float* gate_bias, const float* up_bias, const Matrix& y,
-                   int warps_per_strip, cudaStream_t stream) {
+                   int warps_per_strip, cudaStream_t stream, const PreparedOutput* prepared_y, unsigned* group_counters) {
   GemvOutputs outputs;
   outputs.output[0] = output(gate, gate_bias, y);
   outputs.output[1] = output(up, up_bias, y);
   outputs.count = 2;
+  if (prepared_y != nullptr) {
+    const int g = prepared_y->group_size;
+    if (group_counters == nullptr || (g != 32 && g != 64 && g != 128) || gate.rows % g != 0) {
+      throw std::invalid_argument("[cuda] gemv_q4_gated: the prepared output needs group counters and a group size "
+                                  "of 32, 64 or 128 that divides N = " + std::to_string(gate.rows) + ", got " +
+                                  std::to_string(g));
+    }
+    outputs.prepared_y = *prepared_y;
+    outputs.group_counters = group_counters;
+  }
   dispatch<true>(outputs, prepared, multipliers, m, warps_per_strip, stream);
 }
 

@@ -44,6 +44,15 @@ void prepare_activations(const Matrix& x, int group_size, bool scaled, uint16_t*
 void gemv_q4(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m,
              const float* bias, const Matrix& y, int warps_per_strip, cudaStream_t stream);
 
+// The prepared (scaled) operand of the q4 decode kernels, written by the kernel that produces
+// their fp32 input (as prepare_activations with scaled = true would write it): data (m, K) fp16,
+// multipliers (m, K / group_size).
+struct PreparedOutput {
+  uint16_t* data = nullptr;
+  float* multipliers = nullptr;
+  int group_size = 0;
+};
+
 // Several products of one prepared x in one launch (the attention's q, k and v projections):
 // output i's y (m, N_i) = x W_i^T (+ bias_i), every W_i with the same K and group size.
 struct GemvOutput {
@@ -56,15 +65,22 @@ constexpr int kMaxGemvOutputs = 3;
 struct GemvOutputs {
   GemvOutput output[kMaxGemvOutputs];
   int count = 0;
+  // gemv_q4_gated only, optional: y's prepared form for the next q4 layer (the down projection),
+  // written for each group of y's columns by the last of the group's blocks to finish, counted in
+  // group_counters (N / group_size zeros, zeros again after the launch).
+  PreparedOutput prepared_y;
+  unsigned* group_counters = nullptr;
 };
 void gemv_q4_outputs(const GemvOutputs& outputs, const uint16_t* prepared, const float* multipliers, int64_t m,
                      int warps_per_strip, cudaStream_t stream);
 
 // y (m, I) = silu(x gate^T + gate_bias) * (x up^T + up_bias) for 1 <= m <= 8, gate and up of one
 // shape and group size, x prepared as for gemv_q4: the MLP's first half in one launch.
+// With prepared_y (and group_counters), y's prepared form too (GemvOutputs).
 void gemv_q4_gated(const GroupedWeight& gate, const GroupedWeight& up, const uint16_t* prepared,
                    const float* multipliers, int64_t m, const float* gate_bias, const float* up_bias, const Matrix& y,
-                   int warps_per_strip, cudaStream_t stream);
+                   int warps_per_strip, cudaStream_t stream, const PreparedOutput* prepared_y = nullptr,
+                   unsigned* group_counters = nullptr);
 
 // y (m, N) = x W^T (+ bias) for any m from x prepared with scaled = false, on the tensor cores
 // (mma.sync.m16n8k16, fp32 accumulation). Each block computes 64 tokens x 32 rows with
@@ -84,15 +100,6 @@ void dense_linear(const DenseWeight& w, const Matrix& x, const float* bias, cons
 // out row i = row tokens[i] of the table, dequantized to fp32.
 void embed_grouped(const GroupedWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream);
 void embed_dense(const DenseWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream);
-
-// The prepared (scaled) operand of the q4 decode kernels, written by the kernel that produces
-// their fp32 input (as prepare_activations with scaled = true would write it): data (m, K) fp16,
-// multipliers (m, K / group_size).
-struct PreparedOutput {
-  uint16_t* data = nullptr;
-  float* multipliers = nullptr;
-  int group_size = 0;
-};
 
 // When delta is given, x += delta first (written back). Then out = x / rms(x) * weight, and when
 // `prepared` is given, out's prepared form too.

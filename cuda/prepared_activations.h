@@ -7,7 +7,8 @@
 //                                            multiplier[j] = 2^e; unscaled: as it is, multiplier 1
 //
 //   one warp per group: lane l takes columns l, l + 32, ... of the group (g / 32 of them), the
-//   group's max |x| by shuffles.
+//   group's max |x| by shuffles. The row is read with ld.global.cg (L2, not L1): in the fused
+//   producers other blocks of the same launch wrote parts of it (after __threadfence and a counter).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -27,7 +28,7 @@ __device__ __forceinline__ void prepare_group(const float* row, int64_t group, i
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     if (i < per_lane) {
-      values[i] = row[first + lane + 32 * i];
+      values[i] = __ldcg(row + first + lane + 32 * i);  // through L2: other blocks may have written it
       largest = fmaxf(largest, fabsf(values[i]));
     }
   }

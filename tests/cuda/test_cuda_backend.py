@@ -176,6 +176,23 @@ def test_long_contexts_split_the_attention_and_match_transformers(tmp_path, monk
     assert_prefill_and_decode_match_transformers(generator, path, prompt=300, total=312, seed=2)
 
 
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("group_size, heads, head_dim", [(64, (4, 2), 64), (128, (2, 1), 128), (128, (4, 2), 32)])
+def test_prepared_operands_of_every_group_size_match_transformers(tmp_path, group_size, heads, head_dim):
+    """In decode the RMSNorm, the attention and the gate/up kernel write the next q4 layer's prepared operand
+    for the model's group size: groups of 64 and 128 (2 and 4 gate/up blocks per group of the down
+    projection's input, the last of them to finish prepares it), heads of one or two groups (the attention
+    prepares), and heads of 32 with groups of 128 (the o projection prepares its input itself)."""
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+    source = save_tiny_model("llama", tmp_path / "hf", num_attention_heads=heads[0], num_key_value_heads=heads[1],
+                             head_dim=head_dim)
+    path = tmp_path / "model.awqe"
+    quantize_model(source, path, QuantizeOptions(method="rtn", group_size=group_size, lm_head="int8"))
+    assert_prefill_and_decode_match_transformers(Generator(path, backend="cuda"), path, prompt=20, total=40, seed=3)
+
+
 # Attention shapes the tiny kinds (head_dim 32, 2 query heads per kv head) do not reach: more than 8
 # query heads per kv head (two blocks per kv head), and head dims that take 2, 4 (with a partial
 # last element) and 8 elements per lane.

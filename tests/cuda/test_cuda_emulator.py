@@ -89,7 +89,8 @@ def test_gpu_tests_pass_on_the_emulated_backend(emulated_package, tmp_path, orde
     selection = ["-m", "gpu"]
     if order == "reverse":
         selection += ["-k", "(matches_numpy and (33-256 or 1000-1536) and (q4_g32 or q3_g64 or f16)) "
-                            "or logits_match_transformers or attention_shapes or long_contexts or cuda_graphs or emulated"]
+                            "or logits_match_transformers or attention_shapes or long_contexts or prepared_operands or cuda_graphs "
+                            "or emulated"]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(emulated_package), str(ROOT / "tests")]),
                    "AWQ_EDGE_CUDA_EMULATED": "1", "AWQ_EDGE_CUDA_EMULATOR_ORDER": order,
                    "AWQ_EDGE_CUDA_EMULATOR_SMS": RUNS[order][0], "AWQ_EDGE_CUDA_TUNING": RUNS[order][1]}
@@ -135,28 +136,39 @@ def kernels_per_decode_step(awq_edge_run, model, prompt, environment, tmp_path):
     return {name: count // 4 for name, count in steps.items()}
 
 
-@pytest.mark.parametrize("splits", ["one split", "many splits"])
-def test_a_decode_step_launches_eight_kernels_per_layer(emulated_build, tmp_path, splits):
+# case -> (model overrides, group size, prompt repeats, AWQ_EDGE_CUDA_TUNING)
+KERNEL_COUNT_CASES = {
+    "one split": (dict(), 32, 1, ""),
+    # a prompt of a few hundred tokens (a split takes at least 64 positions) and 16 attention blocks per SM,
+    # so that the attention kernel merges up to 4 splits itself
+    "many splits": (dict(), 32, 12, "attention_blocks_per_sm=16"),
+    # groups of 128: 4 gate/up blocks per group of the down projection's input, a head of 128 = one group
+    "group 128": (dict(num_attention_heads=2, num_key_value_heads=1, head_dim=128), 128, 1, ""),
+}
+
+
+@pytest.mark.parametrize("case", KERNEL_COUNT_CASES)
+def test_a_decode_step_launches_seven_kernels_per_layer(emulated_build, tmp_path, case):
     """Every kernel boundary costs the GPU a few microseconds even inside a CUDA graph: on an H100, where a
     LLaMA-2-7B token's weights take about 1.2 ms to read, 550 kernels per token (17 per layer) would cost
     about as much again. Per layer a decode step runs: the residual add fused with RMSNorm, which also
     prepares its output for the q4 kernels; q, k and v in one launch; attention (the new keys and values
-    stored, the splits merged, the output prepared for the o projection, in the same kernel); the o
-    projection; RMSNorm (preparing for gate and up); gate and up in one launch; the down projection's
-    input prepared, and its product. Plus the embedding, the final norm and the LM head."""
+    stored, the splits merged and the output prepared for the o projection, in the same kernel); the o
+    projection; RMSNorm; gate and up in one launch, which also prepares its output for the down projection;
+    the down projection. Plus the embedding, the final norm and the LM head."""
     from awq_edge.quantize import QuantizeOptions, quantize_model
     from tiny_models import save_tiny_model
-    model = tmp_path / "model.awqe"
-    quantize_model(save_tiny_model("llama", tmp_path / "hf", num_hidden_layers=3, max_position_embeddings=512), model,
-                   QuantizeOptions(method="rtn", group_size=32, lm_head="int8"))
-    # many splits: a prompt of a few hundred tokens (a split takes at least 64 positions) and 16 attention
-    # blocks per SM, so that the attention kernel merges the splits itself
-    prompt = "Count the kernels of a step." * (1 if splits == "one split" else 12)
-    environment = {**os.environ, "AWQ_EDGE_CUDA_TUNING": "" if splits == "one split" else "attention_blocks_per_sm=16"}
+    overrides, group_size, repeats, tuning = KERNEL_COUNT_CASES[case]
     layers = 3
+    model = tmp_path / "model.awqe"
+    quantize_model(save_tiny_model("llama", tmp_path / "hf", num_hidden_layers=layers, max_position_embeddings=512,
+                                   **overrides), model,
+                   QuantizeOptions(method="rtn", group_size=group_size, lm_head="int8"))
+    environment = {**os.environ, "AWQ_EDGE_CUDA_TUNING": tuning}
+    prompt = "Count the kernels of a step." * repeats
     assert kernels_per_decode_step(emulated_build / "awq-edge-run", model, prompt, environment, tmp_path) == {
-        "embed_dense": 1, "rms_norm": 2 * layers + 1, "prepare_activations": layers, "gemv_q4": 3 * layers,
-        "gemv_q4 (gated)": layers, "attention": layers, "dense_linear": 1}
+        "embed_dense": 1, "rms_norm": 2 * layers + 1, "gemv_q4": 3 * layers, "gemv_q4 (gated)": layers,
+        "attention": layers, "dense_linear": 1}
 
 
 @pytest.fixture(scope="session")
