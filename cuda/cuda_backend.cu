@@ -8,7 +8,9 @@
 //                CPU and GPU share DRAM, the weights are not held twice.
 //   KV cache     fp16, per layer K and V of (capacity, nkv*D)
 //   rope tables  fp32 cos and sin (capacity, D/2), computed on the host as the CPU backend does
-//   scratch      prepared fp16 activations, group multipliers, token ids, attention partials;
+//   scratch      prepared fp16 activations and group multipliers (two slots, see "the q4 kernels'
+//                activation operand" below), token ids, attention partials, the counters of the
+//                kernels whose last block finishes the work (attention splits, gate/up groups);
 //                grown on demand (cudaFree waits for the GPU, so growth is safe mid-stream)
 //
 // Execution: every operation is enqueued on one stream and returns at once; read_logits and

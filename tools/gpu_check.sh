@@ -38,8 +38,9 @@ stage pytest-gpu-staged env AWQ_EDGE_CUDA_TUNING=$staged python3 -m pytest -q -m
   -k "matches_numpy or matches_transformers"
 stage count-instructions python3 tools/count_cuda_instructions.py
 if [ "$quick" != "--quick" ] && command -v compute-sanitizer > /dev/null; then
-  # a subset: the sanitizers slow kernels down by 10-100x
-  subset=(-q -m gpu tests/cuda/test_cuda_backend.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed")
+  # a subset: the sanitizers slow kernels down by 10-100x (prepared_operands and long_contexts: the
+  # kernels whose last block to finish completes the work, after atomicAdd and __threadfence)
+  subset=(-q -m gpu tests/cuda/test_cuda_backend.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed or prepared_operands or long_contexts")
   stage sanitizer-memcheck compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
   stage sanitizer-racecheck compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
   stage sanitizer-memcheck-staged env AWQ_EDGE_CUDA_TUNING=$staged \
