@@ -9,8 +9,12 @@
            transformers in fp16 on the same GPU in the same run, and against the roofline:
            bytes read per token (weights + KV cache) / measured copy bandwidth.
   prefill  tokens/s of a 512-token prompt, against transformers fp16.
+  boundary what one kernel boundary costs inside a CUDA graph on this GPU: a graph of 1000 dependent
+           one-element kernels (torch), its replay time / 1000; times the kernels of one decode step
+           (7 per layer + 3, as tests/cuda/test_cuda_emulator.py counts them) gives the step's floor
+           before any byte is read. CUDA only.
 
-    python tools/bench_cuda.py [--parts linear decode prefill] [--shape llama2-7b] [--model-dir DIR]
+    python tools/bench_cuda.py [--parts linear decode prefill boundary] [--shape llama2-7b] [--model-dir DIR]
 
 Prints a markdown table per part with the GPU, driver, date and command, for docs/BENCHMARKS.md.
 `--backend cpu --device cpu --shape tiny` runs the same code on a CPU (a check of the script, not
@@ -171,10 +175,44 @@ def awq_prefill_rate(generator, tokens: int) -> float:
     return tokens / best
 
 
+KERNELS_PER_LAYER, KERNELS_PER_STEP = 7, 3  # a decode step of the CUDA backend (docs/ENGINE.md, "Fusions")
+
+
+def bench_boundary(args):
+    """Microseconds per kernel of a CUDA graph of dependent one-element kernels."""
+    import torch
+    if args.device != "cuda":
+        print("\nboundary: needs a CUDA device (skipped)")
+        return
+    kernels = 1000
+    x = torch.zeros(1, device="cuda")
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            x.add_(1)  # warm up outside the graph
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(kernels):
+            x.add_(1)
+    graph.replay()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(args.repeats):
+        graph.replay()
+    torch.cuda.synchronize()
+    per_kernel = (time.perf_counter() - start) / (args.repeats * kernels)
+    layers = SHAPES[args.shape]["num_hidden_layers"]
+    step_kernels = KERNELS_PER_LAYER * layers + KERNELS_PER_STEP
+    print(f"\n| kernel boundary in a CUDA graph | decode step of {args.shape} | their floor |")
+    print("|---|---|---|")
+    print(f"| {per_kernel * 1e6:.2f} us | {step_kernels} kernels | {step_kernels * per_kernel * 1e3:.3f} ms per token |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["linear", "decode", "prefill"],
-                        choices=["linear", "decode", "prefill"])
+    parser.add_argument("--parts", nargs="+", default=["linear", "decode", "prefill", "boundary"],
+                        choices=["linear", "decode", "prefill", "boundary"])
     parser.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES))
     parser.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "awq_edge" / "bench")
     parser.add_argument("--backend", default="cuda")
@@ -192,6 +230,8 @@ def main():
     print(f"measured copy bandwidth: {bandwidth / 1e9:.0f} GB/s")
     if "linear" in args.parts:
         bench_linear(args, bandwidth)
+    if "boundary" in args.parts:
+        bench_boundary(args)
     if {"decode", "prefill"} & set(args.parts):
         from awq_edge.generator import Generator
         args.model_dir.mkdir(parents=True, exist_ok=True)
