@@ -24,12 +24,13 @@
 //     The 4 warps' (max, sum, weighted V) are merged in shared memory. One split: the block
 //     writes out. Several: it writes partial[token][head][split] = (D weighted-V sums, max, sum),
 //     and the last block of the (kv head, chunk, token tile) to finish (a counter per group of
-//     blocks, atomicAdd after __threadfence, reset by that block for the next launch) merges the
-//     splits and writes out: flash-decoding's second pass without a second kernel.
+//     blocks, last_block.h) merges the splits and writes out: flash-decoding's second pass
+//     without a second kernel.
 //     With prepared_out, the block that writes output rows also writes their prepared form for
 //     the o projection (prepared_activations.h), so that it needs no preparation kernel.
 #include "attention_math.h"
 #include "kernels.h"
+#include "last_block.h"
 #include "launch.h"
 #include "prepared_activations.h"
 
@@ -240,17 +241,9 @@ __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArgu
   }
 
   // The last block of these rows to finish merges the splits.
-  __shared__ bool merges;
-  __threadfence();  // this thread's partials reach every block before the count says they are there
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned* finished = a.split_counters + blockIdx.y * gridDim.z + blockIdx.z;
-    merges = atomicAdd(finished, 1u) == static_cast<unsigned>(a.splits - 1);
-    if (merges) *finished = 0;  // ready for the next launch
+  if (!last_block_to_finish(a.split_counters + blockIdx.y * gridDim.z + blockIdx.z, static_cast<unsigned>(a.splits))) {
+    return;
   }
-  __syncthreads();
-  if (!merges) return;
-  __threadfence();
   for (int task = threadIdx.x; task < active_rows * D; task += blockDim.x) {
     const int r = task / D, d = task % D;
     const float* partial = partial_row(r);

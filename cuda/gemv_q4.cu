@@ -21,6 +21,7 @@
 //   for the down projection (prepare_completed_group).
 #include "fragment_math.h"
 #include "kernels.h"
+#include "last_block.h"
 #include "launch.h"
 #include "prepared_activations.h"
 
@@ -115,24 +116,15 @@ __device__ __forceinline__ GemvOutput output_of_block(const GemvOutputs& outputs
 }
 
 // Gated, with outputs.prepared_y: the strip is 32 of the g columns of group strip * 32 / g of y; the
-// last of that group's g / 32 blocks to finish (a counter per group, atomicAdd after __threadfence,
-// reset by that block) writes the group's prepared form for every token (prepared_activations.h).
+// last of that group's g / 32 blocks to finish (a counter per group, last_block.h) writes the
+// group's prepared form for every token (prepared_activations.h).
 template <int M>
 __device__ __forceinline__ void prepare_completed_group(const GemvOutputs& outputs, int64_t strip) {
   const PreparedOutput& prepared = outputs.prepared_y;
   const GemvOutput& out = outputs.output[0];
   const int strips_per_group = prepared.group_size / 32;
   const int64_t group = strip / strips_per_group, cols = out.w.rows;
-  __shared__ bool completes;
-  __threadfence();  // this thread's y values reach every block before the count says they are there
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    completes = atomicAdd(outputs.group_counters + group, 1u) == static_cast<unsigned>(strips_per_group - 1);
-    if (completes) outputs.group_counters[group] = 0;  // ready for the next launch
-  }
-  __syncthreads();
-  if (!completes) return;
-  __threadfence();
+  if (!last_block_to_finish(outputs.group_counters + group, static_cast<unsigned>(strips_per_group))) return;
   const int warp = static_cast<int>(threadIdx.x >> 5), warps = static_cast<int>(blockDim.x >> 5);
   for (int t = warp; t < M; t += warps) {
     prepare_group(out.y + t * out.y_stride, group, prepared.group_size, true,
