@@ -301,7 +301,7 @@ class CudaBackend final : public Backend {
   void rms_norm(const Activation& x, const Activation& weight, float eps, Activation& out) override {
     same_shape(x, out, "rms_norm");
     wrote(out);
-    const PreparedOutput prepared = norm_prepares(out);
+    const PreparedOutput prepared = prepares(out, slot_);
     cuda::rms_norm(matrix(x), nullptr, static_cast<const float*>(weight.data), eps, matrix(out), stream_,
                    prepared.data != nullptr ? &prepared : nullptr);
   }
@@ -313,7 +313,7 @@ class CudaBackend final : public Backend {
     const Matrix d = matrix(delta);
     wrote(x);
     wrote(out);
-    const PreparedOutput prepared = norm_prepares(out);
+    const PreparedOutput prepared = prepares(out, slot_);
     cuda::rms_norm(matrix(x), &d, static_cast<const float*>(weight.data), eps, matrix(out), stream_,
                    prepared.data != nullptr ? &prepared : nullptr);
   }
@@ -527,7 +527,7 @@ class CudaBackend final : public Backend {
   // current slot holds the prepared form of at most one activation, recorded in prepared_source_.
   // It is written by a linear layer that prepared its input, or by the kernel that produced the
   // activation, for the group size of every q4 weight when they share one (q4_group_size_): the
-  // RMSNorm (norm_prepares), the attention (run_attention) and the MLP's gate/up kernel
+  // RMSNorm (rms_norm, add_rms_norm), the attention (run_attention) and the MLP's gate/up kernel
   // (gated_mlp), which reads its own input's prepared form from the current slot and so writes
   // its output's to the other one, which then becomes current. A linear layer whose input is the
   // recorded activation uses it as it is: q, k, v and gate, up read what the norm before them
@@ -569,10 +569,6 @@ class CudaBackend final : public Backend {
         static_cast<float*>(multipliers_[slot].at_least(static_cast<size_t>(rows * (cols / group_size)) * 4))};
   }
 
-  PreparedOutput as_output(const DecodeOperand& operand, int group_size) {
-    return PreparedOutput{operand.prepared, operand.multipliers, group_size};
-  }
-
   // x (<= 8 rows) prepared for the decode kernels with group_size: as recorded, or prepared now.
   DecodeOperand decode_operand(const Activation& x, int group_size) {
     const PreparedSource& p = prepared_source_;
@@ -604,9 +600,8 @@ class CudaBackend final : public Backend {
     const DecodeOperand operand = slot_operand(slot, out.rows, out.cols, g);
     slot_ = slot;
     record_prepared(out, g);
-    return as_output(operand, g);
+    return PreparedOutput{operand.prepared, operand.multipliers, g};
   }
-  PreparedOutput norm_prepares(const Activation& out) { return prepares(out, slot_); }
 
   // out = x W^T + bias for m > 8 tokens of x prepared unscaled: the x-staged or the split-K kernel.
   void gemm_prepared(const GroupedWeight& g, const uint16_t* prepared, int64_t m, const float* bias, Activation& out) {
