@@ -395,8 +395,7 @@ class CudaBackend final : public Backend {
       throw std::out_of_range("[cuda] store_kv: positions up to " + std::to_string(first_position + k.rows) +
                               " exceed the cache's " + std::to_string(c.capacity()));
     }
-    cuda::store_kv(matrix(k), matrix(v), c.keys(layer), c.values(layer), position_on_device(first_position), nullptr,
-                   nullptr, 0, stream_);
+    cuda::store_kv(matrix(k), matrix(v), c.keys(layer), c.values(layer), position_on_device(first_position), stream_);
   }
 
   void attention(const KVCache& cache, int64_t layer, const AttentionShape& s, int64_t first_position,

@@ -8,7 +8,7 @@
 //                optionally also the row's prepared (scaled) form for the q4 decode kernels, a warp
 //                per group (prepared_activations.h), read back from out after the block's barrier
 //   rope         one block per token, one thread per (head, pair i) of q and k; pairs (i, i + D/2)
-//   store_kv     one thread per element, rounded to fp16 (optionally rotated first: rope fused)
+//   store_kv     one thread per element, rounded to fp16
 //   silu_mul/add one thread per element
 #include "attention_math.h"
 #include "kernels.h"
@@ -93,27 +93,19 @@ __global__ void rope_kernel(float* q, int64_t q_stride, float* k, int64_t k_stri
     const int head = task / half, i = task % half;
     float* x = head < n_heads ? q + token * q_stride + head * head_dim
                               : k + token * k_stride + (head - n_heads) * head_dim;
-    const float x1 = x[i], x2 = x[i + half];
-    x[i] = x1 * cos_row[i] - x2 * sin_row[i];
-    x[i + half] = x2 * cos_row[i] + x1 * sin_row[i];
+    const float first = cuda_layout::rotated(x, i, half, cos_row, sin_row);
+    const float second = cuda_layout::rotated(x, i + half, half, cos_row, sin_row);
+    x[i] = first;
+    x[i + half] = second;
   }
 }
 
 __global__ void store_kv_kernel(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t rows,
-                                int64_t cols, __half* cache_k, __half* cache_v, const int64_t* first_position,
-                                const float* __restrict__ cos_table, const float* __restrict__ sin_table, int head_dim) {
+                                int64_t cols, __half* cache_k, __half* cache_v, const int64_t* first_position) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * cols) return;
   const int64_t r = i / cols, c = i % cols, position = *first_position + r;
-  const float* row = k + r * k_stride;
-  float key = row[c];
-  if (cos_table != nullptr) {  // rotate pairs (d, d + D/2) of the head, as rope_kernel does in place
-    const int half = head_dim / 2;
-    const int64_t head = c / head_dim * head_dim;
-    key = cuda_layout::rotated(row + head, static_cast<int>(c - head), half, cos_table + position * half,
-                               sin_table + position * half);
-  }
-  cache_k[position * cols + c] = __float2half_rn(key);
+  cache_k[position * cols + c] = __float2half_rn(k[r * k_stride + c]);
   cache_v[position * cols + c] = __float2half_rn(v[r * v_stride + c]);
 }
 
@@ -160,10 +152,10 @@ void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, 
 }
 
 void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, const int64_t* first_position,
-              const float* cos, const float* sin, int head_dim, cudaStream_t stream) {
+              cudaStream_t stream) {
   launch("store_kv", store_kv_kernel, element_blocks(k.rows * k.cols), kThreads, 0, stream, k.data, k.stride, v.data,
          v.stride, k.rows, k.cols, reinterpret_cast<__half*>(cache_k), reinterpret_cast<__half*>(cache_v),
-         first_position, cos, sin, head_dim);
+         first_position);
 }
 
 void silu_mul(const Matrix& gate, const Matrix& up, const Matrix& out, cudaStream_t stream) {

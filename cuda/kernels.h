@@ -113,10 +113,10 @@ void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float e
 void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, const int64_t* first_position,
           int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream);
 
-// cache_k/cache_v: one layer's (capacity, nkv*D) fp16; rows *first_position + [0, n). With rope
-// tables (cos, sin not null) k is rotated on its way into the cache (k itself is left as it is).
+// cache_k/cache_v: one layer's (capacity, nkv*D) fp16; rows *first_position + [0, n), as given
+// (the decoder's fused path stores rotated keys from inside the attention kernel instead).
 void store_kv(const Matrix& k, const Matrix& v, uint16_t* cache_k, uint16_t* cache_v, const int64_t* first_position,
-              const float* cos, const float* sin, int head_dim, cudaStream_t stream);
+              cudaStream_t stream);
 
 void silu_mul(const Matrix& gate, const Matrix& up, const Matrix& out, cudaStream_t stream);
 void add(const Matrix& x, const Matrix& y, cudaStream_t stream);  // x += y
