@@ -31,7 +31,7 @@ stage machine bash -c 'date -u; nvidia-smi; nvcc --version; python3 -c "import t
 stage build pip install --no-build-isolation --no-deps -v .
 stage backend python3 -c "from awq_edge._awq_edge import backends; print(backends.compiled(), backends.available('cuda'))"
 stage pytest-host python3 -m pytest -q tests/cuda/test_q4_layout.py tests/cuda/test_kernels_compile.py
-stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda -rs
+stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda tests/cpp/test_backend_operations.py -rs
 # the test shapes are too small for the x-staged prefill kernel on a big GPU: once more with it forced
 staged="gemm_strips=4,gemm_staged_always=1"
 stage pytest-gpu-staged env AWQ_EDGE_CUDA_TUNING=$staged python3 -m pytest -q -m gpu tests/cuda/test_cuda_backend.py \
@@ -39,8 +39,9 @@ stage pytest-gpu-staged env AWQ_EDGE_CUDA_TUNING=$staged python3 -m pytest -q -m
 stage count-instructions python3 tools/count_cuda_instructions.py
 if [ "$quick" != "--quick" ] && command -v compute-sanitizer > /dev/null; then
   # a subset: the sanitizers slow kernels down by 10-100x (prepared_operands and long_contexts: the
-  # kernels whose last block to finish completes the work, after atomicAdd and __threadfence)
-  subset=(-q -m gpu tests/cuda/test_cuda_backend.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed or prepared_operands or long_contexts")
+  # kernels whose last block to finish completes the work, after atomicAdd and __threadfence; the
+  # attention block by the primitives, which the decoder does not use)
+  subset=(-q -m gpu tests/cuda/test_cuda_backend.py tests/cpp/test_backend_operations.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed or prepared_operands or long_context or attention_block and mixed")
   stage sanitizer-memcheck compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
   stage sanitizer-racecheck compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
   stage sanitizer-memcheck-staged env AWQ_EDGE_CUDA_TUNING=$staged \

@@ -9,6 +9,8 @@
 //       end); copies > 1 uploads the weight that many times and cycles through them, so that the
 //       calls read it from memory rather than from a cache larger than one copy
 //
+// Operations and Attention (backend_operations.cpp): the other operations of backend.h.
+//
 // tensors are the module's numpy arrays in FORMAT.md order, as for cpu_kernels.LinearLayer.
 #include <chrono>
 #include <memory>
@@ -136,6 +138,7 @@ void bind_backends(nb::module_& parent) {
       .def("time", &BackendLinear::time, "x"_a, "repeats"_a, "copies"_a = 1,
            "Seconds per call, timed in C++; copies > 1 cycles through that many uploads of the weight.")
       .def_prop_ro("description", &BackendLinear::description);
+  bind_backend_operations(m);
 }
 
 }  // namespace awq_edge::bindings

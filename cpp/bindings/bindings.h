@@ -13,5 +13,6 @@ void bind_cpu_kernels(nanobind::module_& m);  // cpu_kernels.cpp
 void bind_tokenizer(nanobind::module_& m);   // tokenizer.cpp
 void bind_sampler(nanobind::module_& m);     // sampler.cpp
 void bind_backends(nanobind::module_& m);    // backends.cpp
+void bind_backend_operations(nanobind::module_& backends);  // backend_operations.cpp (into backends)
 
 }  // namespace awq_edge::bindings

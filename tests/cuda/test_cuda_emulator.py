@@ -8,9 +8,11 @@ __syncthreads and mma.sync are emulated as CUDA specifies them, and stream captu
    recording, and the mistakes it reports: divergent shuffles, partial barriers, refused launches, races
    that the thread order exposes).
 2. tests/cuda/test_cuda_backend.py's GPU tests (every linear kernel against numpy at odd shapes, logits of
-   every tiny model against transformers, attention shapes, graph replay equal to eager) on the emulated
-   backend, in a child pytest that imports the emulated extension; once more with the threads of every
-   block run in reverse order, so that a missing barrier changes a result.
+   every tiny model against transformers, attention shapes, graph replay equal to eager) and
+   tests/cpp/test_backend_operations.py's (the other operations one at a time against numpy, the attention
+   block both fused and by the primitives the decoder does not call) on the emulated backend, in a child
+   pytest that imports the emulated extension; once more with the threads of every block run in reverse
+   order, so that a missing barrier changes a result.
 
 3. The real model: SmolLM2-135M (W4 g64, int8 LM head; hidden 576, 9 query heads on 3 kv heads, a
    49152-token vocabulary) gives the CPU backend's greedy text through `awq-edge-run --backend cuda`.
@@ -90,13 +92,13 @@ def test_gpu_tests_pass_on_the_emulated_backend(emulated_package, tmp_path, orde
     if order == "reverse":
         selection += ["-k", "(matches_numpy and (33-256 or 1000-1536) and (q4_g32 or q3_g64 or f16)) "
                             "or logits_match_transformers or attention_shapes or long_contexts or prepared_operands or cuda_graphs "
-                            "or emulated"]
+                            "or emulated or backend_operations"]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(emulated_package), str(ROOT / "tests")]),
                    "AWQ_EDGE_CUDA_EMULATED": "1", "AWQ_EDGE_CUDA_EMULATOR_ORDER": order,
                    "AWQ_EDGE_CUDA_EMULATOR_SMS": RUNS[order][0], "AWQ_EDGE_CUDA_TUNING": RUNS[order][1]}
     run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "cuda" / "test_cuda_backend.py"),
-                          *selection, "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'child'}",
-                          "-o", "addopts="], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1800)
+                          str(ROOT / "tests" / "cpp" / "test_backend_operations.py"), *selection, "-q", "-p",
+                          "no:cacheprovider", f"--basetemp={tmp_path / 'child'}", "-o", "addopts="], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1800)
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     print(summary)
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-3000:]
