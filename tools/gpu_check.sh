@@ -5,20 +5,47 @@
 # the tuner. Every stage writes its log under $OUT (default ./gpu-results) and the run goes on after
 # a failed stage; the summary at the end says which failed.
 #
-#   OUT=results bash tools/gpu_check.sh [--quick]      # --quick: no sanitizers, no tuner
+#   OUT=results bash tools/gpu_check.sh [--quick] [--stages NAME,NAME...]
+#
+#   --quick    no sanitizers, no tuner
+#   --stages   only these stages (names as in the summary; a prefix selects several: "sanitizer"),
+#              for a lent GPU whose calls are limited to 10 minutes each, for example
+#                1. --stages machine,build,backend,pytest-host,pytest-gpu,count-instructions
+#                2. --stages build,bench-cuda          (the build is incremental: build/{wheel_tag})
+#                3. --stages build,sanitizer-memcheck,sanitizer-racecheck
+#                4. --stages build,tune-cuda,pytest-gpu-staged
 #
 # Needs torch and transformers (baselines, tests), nvcc, nvidia-smi; compute-sanitizer if present.
 # No network: the SmolLM2 end-to-end test (it downloads its model) is not run here.
 set -u
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-results}
-quick=${1:-}
+quick=""
+stages=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=--quick ;;
+    --stages) stages=${2:?--stages needs a comma-separated list}; shift ;;
+    *) echo "gpu_check.sh: unknown argument '$1' (expected --quick or --stages LIST)" >&2; exit 2 ;;
+  esac
+  shift
+done
 mkdir -p "$out"
-declare -a summary
+summary=()
+
+selected() {  # selected NAME: whether --stages names NAME or a prefix of it (all stages without --stages)
+  [ -z "$stages" ] && return 0
+  local wanted
+  for wanted in ${stages//,/ }; do
+    [[ $1 == "$wanted"* ]] && return 0
+  done
+  return 1
+}
 
 stage() {  # stage NAME COMMAND...: runs COMMAND, output to $out/NAME.log, records the outcome
   local name=$1
   shift
+  selected "$name" || return 0
   local start=$SECONDS
   if "$@" > "$out/$name.log" 2>&1; then
     summary+=("ok      $name ($((SECONDS - start)) s)")
@@ -54,4 +81,8 @@ if [ "$quick" != "--quick" ]; then
   stage tune-cuda python3 tools/tune_cuda.py
 fi
 
+if [ ${#summary[@]} -eq 0 ]; then
+  echo "gpu_check.sh: no stage matched --stages '$stages'" | tee "$out/summary.txt" >&2
+  exit 2
+fi
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
