@@ -15,6 +15,7 @@
            before any byte is read. CUDA only.
 
     python tools/bench_cuda.py [--parts linear decode prefill boundary] [--shape llama2-7b] [--model-dir DIR]
+                               [--layers 4096x4096 4096x11008 ...]
 
 Prints a markdown table per part with the GPU, driver, date and command, for docs/BENCHMARKS.md.
 `--backend cpu --device cpu --shape tiny` runs the same code on a CPU (a check of the script, not
@@ -34,6 +35,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from random_model import SHAPES, write_random_model  # noqa: E402
 
 LINEAR_SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 14336), (1024, 4096)]  # (N, K)
+
+
+def layer_shape(text: str) -> tuple:
+    """'NxK' -> (N, K): a layer of N output and K input features (K a multiple of 128)."""
+    try:
+        rows, cols = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a layer shape is NxK, for example 4096x11008, got '{text}'") from None
+    if rows < 1 or cols < 128 or cols % 128 != 0:
+        raise argparse.ArgumentTypeError(f"layer {text}: N must be >= 1 and K a multiple of 128 (group size)")
+    return rows, cols
 
 
 def machine_line(device: str) -> str:
@@ -85,7 +97,7 @@ def bench_linear(args, bandwidth: float):
     rng = np.random.default_rng(0)
     print("\n| layer (N x K) | q4 g128 MiB | us per call | GB/s | % of copy bandwidth |")
     print("|---|---|---|---|---|")
-    for rows, cols in LINEAR_SHAPES:
+    for rows, cols in args.layers:
         layer = backends.Linear(args.backend, "q4_g128", rows, cols, random_q4(rows, cols, 128, rng))
         weight_bytes = rows * cols // 2 + rows * (cols // 128) * 3  # nibbles + fp16 scale + u8 zero per group
         copies = max(1, int(4 * args.cache_mib * 2**20 // weight_bytes) + 1)  # 4x the last-level cache
@@ -214,6 +226,8 @@ def main():
     parser.add_argument("--parts", nargs="+", default=["linear", "decode", "prefill", "boundary"],
                         choices=["linear", "decode", "prefill", "boundary"])
     parser.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES))
+    parser.add_argument("--layers", type=layer_shape, nargs="+", default=LINEAR_SHAPES, metavar="NxK",
+                        help="the linear part's layer shapes (default: LLaMA-2-7B's and LLaMA-3-8B's)")
     parser.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "awq_edge" / "bench")
     parser.add_argument("--backend", default="cuda")
     parser.add_argument("--device", default="cuda", help="torch device of the baselines")
@@ -241,9 +255,11 @@ def main():
         generator = Generator(str(path), backend=args.backend, max_context=max(args.contexts + [args.prompt_tokens]) + 16)
         print(f"\nawq_edge on {generator.backend}; {path.name} ({path.stat().st_size / 2**30:.2f} GiB)")
         model = transformers_model(args.shape, args.device)
+        precision = "fp16" if args.device == "cuda" else "fp32"  # transformers_model's dtype
         config = SHAPES[args.shape]
         if "decode" in args.parts:
-            print("\n| context | awq_edge tok/s | transformers fp16 tok/s | ratio | roofline tok/s | % of roofline |")
+            print(f"\n| context | awq_edge tok/s | transformers {precision} tok/s | ratio | roofline tok/s | "
+                  "% of roofline |")
             print("|---|---|---|---|---|---|")
             for context in args.contexts:
                 ours = awq_decode_rate(generator, context, args.steps)
@@ -254,7 +270,7 @@ def main():
         if "prefill" in args.parts:
             ours = awq_prefill_rate(generator, args.prompt_tokens)
             theirs = hf_prefill_rate(model, args.device, args.prompt_tokens)
-            print(f"\n| prefill {args.prompt_tokens} tokens | awq_edge {ours:.0f} tok/s | transformers fp16 "
+            print(f"\n| prefill {args.prompt_tokens} tokens | awq_edge {ours:.0f} tok/s | transformers {precision} "
                   f"{theirs:.0f} tok/s | ratio {ours / theirs:.2f}x |")
 
 

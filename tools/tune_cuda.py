@@ -11,7 +11,7 @@ Each candidate is applied through AWQ_EDGE_CUDA_TUNING (read when a backend is c
   attention_blocks_per_sm              decode steps of a random LLaMA-2-7B-shaped model at context 2048
                                        (tools/random_model.py), skipped with --no-attention
 
-    python tools/tune_cuda.py [--no-attention] [--model-dir DIR]
+    python tools/tune_cuda.py [--no-attention] [--model-dir DIR] [--layers NxK ...] [--shape llama2-7b]
 
 `--backend cpu` runs the timing loops on the CPU backend (which ignores the settings): a check of
 the script only.
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cuda import LINEAR_SHAPES, random_q4  # noqa: E402
-from random_model import write_random_model  # noqa: E402
+from bench_cuda import LINEAR_SHAPES, layer_shape, random_q4  # noqa: E402
+from random_model import SHAPES, write_random_model  # noqa: E402
 
 
 def with_tuning(text: str):
@@ -62,11 +62,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--no-attention", action="store_true")
+    parser.add_argument("--layers", type=layer_shape, nargs="+", default=LINEAR_SHAPES, metavar="NxK",
+                        help="the layer shapes timed (default: LLaMA-2-7B's and LLaMA-3-8B's)")
+    parser.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES),
+                        help="the random model whose decode steps time the attention splits")
     parser.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "awq_edge" / "bench")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    layers = {(rows, cols): random_q4(rows, cols, 128, rng) for rows, cols in LINEAR_SHAPES}
+    layers = {(rows, cols): random_q4(rows, cols, 128, rng) for rows, cols in args.layers}
     best = {}
 
     results = []
@@ -93,9 +97,9 @@ def main():
     best["attention_blocks_per_sm"] = 4
     if not args.no_attention:
         args.model_dir.mkdir(parents=True, exist_ok=True)
-        path = args.model_dir / "random-llama2-7b-q4_g128.awqe"
+        path = args.model_dir / f"random-{args.shape}-q4_g128.awqe"  # the name bench_cuda.py gives it
         if not path.exists():
-            write_random_model(path, "llama2-7b", "q4_g128", "f16")
+            write_random_model(path, args.shape, "q4_g128", "f16")
         results = []
         for blocks in [1, 2, 4, 8, 16]:
             with_tuning(f"attention_blocks_per_sm={blocks}")
