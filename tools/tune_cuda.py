@@ -19,6 +19,7 @@ the script only.
 import argparse
 import itertools
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,17 @@ def time_decode(backend: str, path: Path, context: int, steps: int) -> float:
     for i in range(steps):
         generator.logits([ids[i]])
     return (time.perf_counter() - start) / steps
+
+
+def cuda_device(backend: str) -> tuple:
+    """(name, major, minor, SMs) of the GPU, from the backend's description ("cuda (NAME, sm_87, 16 SMs, ...")
+    rather than torch, which a Jetson may not have with CUDA."""
+    from awq_edge._awq_edge import backends
+    description = backends.Operations(backend).description
+    found = re.match(r"cuda \((.+), sm_(\d+)(\d), (\d+) SMs,", description)
+    if found is None:
+        raise SystemExit(f"tune_cuda.py: cannot read the GPU from the backend's description '{description}'")
+    return found[1], int(found[2]), int(found[3]), int(found[4])
 
 
 def main():
@@ -110,9 +122,7 @@ def main():
 
     name, major, minor, sms = "this CPU (script check)", 0, 0, 0
     if args.backend == "cuda":
-        import torch
-        props = torch.cuda.get_device_properties(0)
-        name, major, minor, sms = props.name, props.major, props.minor, props.multi_processor_count
+        name, major, minor, sms = cuda_device(args.backend)
     print(f'    {{"{name}", {major}, {minor}, {sms}, {sms}, true, '
           f'{{{best["gemv_max_warps"]}, {best["gemv_warps_per_sm"]}, {best["gemm_warps"]}, '
           f'{best["attention_blocks_per_sm"]}, {best["gemm_strips"]}}}}},')

@@ -105,6 +105,18 @@ def test_gpu_tests_pass_on_the_emulated_backend(emulated_package, tmp_path, orde
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
 
 
+def test_tuner_prints_the_emulated_gpus_table_entry(emulated_package):
+    """tools/tune_cuda.py on the CUDA backend (tiny shapes; the attention candidates need a large model): the
+    entry names the GPU's compute capability and SM count, read from the backend, not from torch."""
+    environment = {**os.environ, "PYTHONPATH": str(emulated_package), "AWQ_EDGE_CUDA_EMULATED": "1",
+                   "AWQ_EDGE_CUDA_EMULATOR_SMS": "12"}
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "tune_cuda.py"), "--backend", "cuda", "--layers",
+                          "64x256", "--repeats", "1", "--copies", "1", "--no-attention"], capture_output=True,
+                         text=True, timeout=600, env=environment)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith('    {"CUDA emulator on the CPU (tests only)", 8, 7, 12, 12, true, {'), run.stdout
+
+
 @pytest.mark.slow
 def test_real_model_greedy_text_matches_the_cpu_backend(emulated_build, smollm2_path, tmp_path):
     """A short prompt and 8 greedy tokens (about a minute on the emulator: every decode step runs 210 linear
