@@ -25,6 +25,7 @@
 #include "cuda_backend.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -54,6 +55,15 @@ void check(cudaError_t status, const std::string& what) {
 
 std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 19)) >> 20) + " MiB"; }
 
+// "640 KiB", "12.5 MiB", "3.71 GiB": sizes in errors, where a small allocation must not read "0 MiB".
+std::string size_text(size_t bytes) {
+  char text[32];
+  if (bytes < (size_t{1} << 20)) std::snprintf(text, sizeof text, "%zu KiB", (bytes + 1023) >> 10);
+  else if (bytes < (size_t{1} << 30)) std::snprintf(text, sizeof text, "%.1f MiB", bytes / 1048576.0);
+  else std::snprintf(text, sizeof text, "%.2f GiB", bytes / 1073741824.0);
+  return text;
+}
+
 // Device memory, zero-filled; an out-of-memory error says how much was asked for, for what, and
 // how much the GPU has left.
 std::shared_ptr<void> device_zeros(size_t bytes, const std::string& what) {
@@ -63,8 +73,8 @@ std::shared_ptr<void> device_zeros(size_t bytes, const std::string& what) {
     cudaGetLastError();
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);
-    throw std::runtime_error("[cuda] out of GPU memory: " + what + " needs " + mib(bytes) + ", " + mib(free_bytes) +
-                             " of " + mib(total_bytes) +
+    throw std::runtime_error("[cuda] out of GPU memory: " + what + " needs " + size_text(bytes) + ", " +
+                             size_text(free_bytes) + " of " + size_text(total_bytes) +
                              " are free (use a smaller max_context, a smaller model, or free the GPU)");
   }
   check(status, "cudaMalloc for " + what);
@@ -98,9 +108,13 @@ class CudaKVCache final : public KVCache {
  public:
   CudaKVCache(int64_t layers, int64_t capacity, int64_t kv_dim)
       : capacity_(capacity), kv_dim_(kv_dim),
-        keys_(device_zeros(static_cast<size_t>(layers * capacity * kv_dim) * 2, "the KV cache (keys)")),
-        values_(device_zeros(static_cast<size_t>(layers * capacity * kv_dim) * 2, "the KV cache (values)")) {}
+        keys_(device_zeros(static_cast<size_t>(layers * capacity * kv_dim) * 2, cache_part("keys", layers, capacity))),
+        values_(device_zeros(static_cast<size_t>(layers * capacity * kv_dim) * 2, cache_part("values", layers, capacity))) {}
   int64_t capacity() const override { return capacity_; }
+  static std::string cache_part(const char* part, int64_t layers, int64_t capacity) {
+    return "the KV cache's " + std::string(part) + " (" + std::to_string(capacity) + " positions (max_context) x " +
+           std::to_string(layers) + " layers)";
+  }
   uint16_t* keys(int64_t layer) const { return static_cast<uint16_t*>(keys_.get()) + layer * capacity_ * kv_dim_; }
   uint16_t* values(int64_t layer) const { return static_cast<uint16_t*>(values_.get()) + layer * capacity_ * kv_dim_; }
 

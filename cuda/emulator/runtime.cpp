@@ -29,7 +29,6 @@ struct CUstream_st {
 
 namespace {
 
-constexpr size_t kDeviceBytes = size_t{16} << 30;  // what the emulated device reports as its memory
 
 std::mutex state_mutex;
 cudaError_t last_error = cudaSuccess;
@@ -78,12 +77,35 @@ int emulated_sms() {
   return sms > 0 ? sms : 16;
 }
 
+// The device memory: 16 GiB, or AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB.
+size_t device_bytes() {
+  const char* text = std::getenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB");
+  const double mib = text != nullptr ? std::strtod(text, nullptr) : 0.0;
+  return mib > 0.0 ? static_cast<size_t>(mib * 1048576.0) : size_t{16} << 30;
+}
+
+// AWQ_EDGE_CUDA_EMULATOR_DEVICE, "" when unset.
+std::string device_setting() {
+  const char* text = std::getenv("AWQ_EDGE_CUDA_EMULATOR_DEVICE");
+  return text != nullptr ? text : "";
+}
+
 }  // namespace
 
 cudaError_t cudaGetDeviceCount(int* count) {
+  const std::string setting = device_setting();
+  *count = 0;
+  if (setting == "none") return fail(cudaErrorNoDevice);
+  if (setting == "old-driver") return fail(cudaErrorInsufficientDriver);
   *count = 1;
   return cudaSuccess;
 }
+
+namespace awq_edge::cuda_emulator {
+cudaError_t kernel_image_status() {
+  return device_setting() == "no-kernels" ? fail(cudaErrorNoKernelImageForDevice) : cudaSuccess;
+}
+}  // namespace awq_edge::cuda_emulator
 
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : fail(cudaErrorInvalidValue); }
 
@@ -91,9 +113,14 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (device != 0) return fail(cudaErrorInvalidValue);
   std::memset(prop, 0, sizeof *prop);
   std::snprintf(prop->name, sizeof prop->name, "CUDA emulator on the CPU (tests only)");
-  prop->totalGlobalMem = kDeviceBytes;
+  prop->totalGlobalMem = device_bytes();
   prop->major = 8;
   prop->minor = 7;
+  const std::string setting = device_setting();
+  if (setting.size() >= 5 && setting.compare(0, 3, "sm_") == 0) {  // sm_XY: compute capability X.Y
+    prop->major = std::atoi(setting.substr(3, setting.size() - 4).c_str());
+    prop->minor = setting.back() - '0';
+  }
   prop->multiProcessorCount = emulated_sms();
   return cudaSuccess;
 }
@@ -113,6 +140,7 @@ const char* cudaGetErrorName(cudaError_t error) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorNoKernelImageForDevice: return "cudaErrorNoKernelImageForDevice";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
   }
@@ -127,6 +155,7 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument (emulator: see stderr)";
     case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
     case cudaErrorStreamCaptureInvalidated: return "operation not permitted while the stream is being captured";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing (emulator: host memory in a recorded copy)";
   }
@@ -135,7 +164,7 @@ const char* cudaGetErrorString(cudaError_t error) {
 
 cudaError_t cudaMalloc(void** pointer, size_t bytes) {
   std::lock_guard<std::mutex> lock(state_mutex);
-  if (allocated + bytes > kDeviceBytes) {
+  if (allocated + bytes > device_bytes()) {
     last_error = cudaErrorMemoryAllocation;
     return cudaErrorMemoryAllocation;
   }
@@ -165,8 +194,9 @@ cudaError_t cudaFree(void* pointer) {
 
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   std::lock_guard<std::mutex> lock(state_mutex);
-  *free_bytes = kDeviceBytes - allocated;
-  *total_bytes = kDeviceBytes;
+  const size_t total = device_bytes();
+  *free_bytes = total > allocated ? total - allocated : 0;
+  *total_bytes = total;
   return cudaSuccess;
 }
 

@@ -16,6 +16,7 @@ holds the same kernels' arithmetic to the same bound). f16 and q8_row weights ar
 2e-2 * max |logits| + 1e-3.
 """
 import os
+import re
 import shutil
 
 import numpy as np
@@ -215,3 +216,57 @@ def test_attention_shapes_match_transformers(tmp_path, shape):
     path = tmp_path / "model.awqe"
     quantize_model(source, path, QuantizeOptions(method="rtn", group_size=32, lm_head="int8"))
     assert_prefill_and_decode_match_transformers(Generator(path, backend="cuda"), path, prompt=20, total=40, seed=1)
+
+
+# The emulator's runtime answers as a machine without a GPU, with an old driver or GPU, or with a build
+# that lacks this GPU's kernels would (cuda/emulator/include/cuda_runtime.h): the backend's own checks
+# and messages, which a GPU machine cannot show.
+EMULATED_DEVICES = {
+    "none": "no NVIDIA GPU found",
+    "old-driver": r"the NVIDIA driver is missing or older than this build's CUDA runtime \d+\.\d+ \(install a "
+                  r"driver for CUDA \d+\.\d+ or newer\)",
+    "sm_75": r"GPU 0 \(.*\) has compute capability 7\.5; the CUDA backend needs 8\.0 or newer",
+    "no-kernels": r"this build has no kernels for GPU 0 \(.*, sm_87\): it was compiled for CUDA architectures .*; "
+                  r"rebuild with -DCMAKE_CUDA_ARCHITECTURES=\".*;87\"",
+}
+emulated_only = pytest.mark.skipif(not EMULATED, reason="the emulator's runtime plays the failing machine")
+
+
+@pytest.mark.gpu
+@gpu_only
+@emulated_only
+@pytest.mark.parametrize("device", EMULATED_DEVICES)
+def test_emulated_machines_the_backend_cannot_use_are_clear_errors(tiny_awqe, monkeypatch, device):
+    path = tiny_awqe("llama")
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_DEVICE", device)
+    ok, reason = backends.available("cuda")
+    assert not ok and re.match(EMULATED_DEVICES[device], reason), reason
+    with pytest.raises(RuntimeError, match="backend 'cuda' cannot run here: " + EMULATED_DEVICES[device]):
+        Generator(path, backend="cuda")
+    assert Generator(path, backend="auto").backend.startswith("cpu")
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_DEVICE", "sm_90")  # a newer GPU than the emulated one runs
+    assert backends.available("cuda") == (True, "")
+
+
+@pytest.mark.gpu
+@gpu_only
+@emulated_only
+def test_emulated_out_of_memory_names_what_did_not_fit_and_frees_what_it_took(tmp_path, monkeypatch):
+    """An 8 MiB GPU: 65536 positions of KV cache (16 MiB of keys for 2 layers of 2 kv heads of 32) do not fit
+    after the weights, 1024 do; the failed attempt gives its memory back, so the second one fits."""
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+    path = tmp_path / "model.awqe"
+    quantize_model(save_tiny_model("llama", tmp_path / "hf", max_position_embeddings=65536), path,
+                   QuantizeOptions(method="rtn", group_size=32, lm_head="int8"))
+    expected = Generator(path, backend="cpu", max_context=1024).generate("Hello", max_new_tokens=4, ignore_eos=True)
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "8")
+    with pytest.raises(RuntimeError, match=r"out of GPU memory: the KV cache's keys \(65536 positions \(max_context\) "
+                                           r"x 2 layers\) needs 16\.0 MiB, [67]\.\d MiB of 8\.0 MiB are free \(use a "
+                                           r"smaller max_context, a smaller model, or free the GPU\)"):
+        Generator(path, backend="cuda", max_context=65536)
+    generator = Generator(path, backend="cuda", max_context=1024)
+    assert generator.generate("Hello", max_new_tokens=4, ignore_eos=True) == expected
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "0.01")
+    with pytest.raises(RuntimeError, match=r"out of GPU memory: weight '.*' \(.*\) needs \d+ KiB, \d+ KiB of 11 KiB"):
+        Generator(path, backend="cuda", max_context=64)

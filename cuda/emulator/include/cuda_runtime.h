@@ -8,8 +8,16 @@
 //   runtime API   device memory is host memory, every stream runs its work at once on the
 //                 calling thread (in order, so stream semantics hold), stream capture records
 //                 kernel launches and copies into a graph that cudaGraphLaunch replays;
-//                 one emulated device: compute capability 8.7 with 16 SMs (as a Jetson AGX Orin;
-//                 AWQ_EDGE_CUDA_EMULATOR_SMS sets the SM count)
+//                 one emulated device: compute capability 8.7 with 16 SMs and 16 GiB (as a Jetson
+//                 AGX Orin). For tests of the backend's checks and errors, the environment changes it
+//                 (read at each call):
+//                   AWQ_EDGE_CUDA_EMULATOR_SMS=N          N SMs
+//                   AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB=M   M MiB of device memory (M may have a fraction)
+//                   AWQ_EDGE_CUDA_EMULATOR_DEVICE=        none        cudaGetDeviceCount: no device
+//                                                         old-driver  cudaGetDeviceCount: driver too old
+//                                                         sm_XY       compute capability X.Y
+//                                                         no-kernels  cudaFuncGetAttributes: no kernel
+//                                                                     image for this device
 #pragma once
 
 #include <cmath>
@@ -84,6 +92,7 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
+  cudaErrorNoKernelImageForDevice = 209,
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
 };
@@ -144,10 +153,15 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
 cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 
+namespace awq_edge::cuda_emulator {
+// cudaFuncGetAttributes' answer for every kernel (AWQ_EDGE_CUDA_EMULATOR_DEVICE=no-kernels: none).
+cudaError_t kernel_image_status();
+}  // namespace awq_edge::cuda_emulator
+
 template <typename Kernel>
 cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, Kernel*) {
   attributes->maxThreadsPerBlock = 1024;
-  return cudaSuccess;
+  return awq_edge::cuda_emulator::kernel_image_status();
 }
 
 namespace awq_edge::cuda_emulator {
