@@ -14,9 +14,11 @@
 //     heads = the query heads of the kv head (up to 8 per chunk; GQA) and as many tokens as
 //     leave room (8 / heads: 8 tokens without GQA, 1 in decode), over the positions
 //     [split * span, min(length, (split + 1) * span)) of its last token, each row stopping at its
-//     own token (causal); warp w takes positions begin + w, begin + w + 4, ...; lane l holds
-//     elements l + 32e of the head (E = ceil(D / 32) per lane); q.k is reduced across the warp
-//     with shuffles. With rope tables given, q is rotated as it is read (the rotary embedding
+//     own token (causal); warp w takes P positions at a time (PositionsPerStep: 4 in decode
+//     without GQA), begin + wP .. begin + wP + P - 1, then 4P further on, ..., loading their K and V
+//     rows before using any; lane l holds elements lE .. lE + E - 1 of the head (E = 1, 2, 4 or 8,
+//     the power of two >= D / 32), one vector load per row; q.k is reduced across the warp with
+//     shuffles, the P positions' reductions interleaved. With rope tables given, q is rotated as it is read (the rotary embedding
 //     fused in).
 //     New positions (with new_k, new_v): read from new_k (rotated) and new_v, rounded to fp16 as
 //     the cache holds them; the blocks of split 0 and head chunk 0 write them into the cache (no
@@ -35,6 +37,7 @@
 #include "prepared_activations.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <cuda_fp16.h>
 
@@ -74,8 +77,70 @@ __device__ __forceinline__ NewPosition new_position(const AttentionArguments& a,
                      a.rope_sin != nullptr ? a.rope_sin + position * half : nullptr, half};
 }
 
-// What a value becomes in the fp16 cache.
-__device__ __forceinline__ float as_cached(float value) { return __half2float(__float2half_rn(value)); }
+// Positions a warp takes per step of its loop (PositionsPerStep), their K and V rows loaded together before any is
+// used, so that that many rows are in flight per warp: with one, a decode step's attention waits
+// on memory latency once per position (Little's law: an H100 needs about 2 MB in flight to reach its
+// bandwidth, and one 512-byte row per warp is a fraction of that). Fewer where more query rows
+// already share each load (GQA, prefill), which also hold more registers.
+template <int R>
+struct PositionsPerStep {
+  static constexpr int value = R == 1 ? 4 : R <= 4 ? 2 : 1;
+};
+
+// Elements lane*E .. lane*E + E - 1 of one K or V row, as the fp16 cache holds them: two per word
+// (element e in the low (e even) or high half of word e / 2), zeros past D. Kept packed until every
+// row of a loop step is loaded: converting at once would wait for each load in turn.
+template <int E>
+struct HalfRow {
+  uint32_t words[(E + 1) / 2];
+
+  __device__ __forceinline__ void put(int e, __half value) {
+    uint16_t bits;
+    memcpy(&bits, &value, 2);
+    if (e % 2 == 0) words[e / 2] = bits;
+    else words[e / 2] |= static_cast<uint32_t>(bits) << 16;
+  }
+  __device__ __forceinline__ void to_floats(float (&out)[E]) const {
+#pragma unroll
+    for (int i = 0; i < (E + 1) / 2; ++i) {
+      __half2 pair;
+      memcpy(&pair, &words[i], 4);
+      const float2 f = __half22float2(pair);
+      out[2 * i] = f.x;
+      if (2 * i + 1 < E) out[2 * i + 1] = f.y;
+    }
+  }
+};
+
+// Row `row` of the cache, this lane's elements: one vector load when D % E == 0 (a lane's elements
+// then lie all inside the row or all past it, and the load is aligned: row offsets are multiples
+// of D), else E scalar loads.
+template <int E>
+__device__ __forceinline__ HalfRow<E> load_cached_row(const __half* row, int lane, int D, bool whole_vectors) {
+  HalfRow<E> h{};
+  const int first = lane * E;
+  if (first >= D) return h;
+  if (!whole_vectors) {
+#pragma unroll
+    for (int e = 0; e < E; ++e) h.put(e, first + e < D ? row[first + e] : __float2half_rn(0.0f));
+  } else if constexpr (E == 1) {
+    h.put(0, row[first]);
+  } else if constexpr (E == 2) {
+    h.words[0] = *reinterpret_cast<const uint32_t*>(row + first);
+  } else if constexpr (E == 4) {
+    const uint2 w = *reinterpret_cast<const uint2*>(row + first);
+    h.words[0] = w.x;
+    h.words[1] = w.y;
+  } else {
+    static_assert(E == 8, "E is 1, 2, 4 or 8");
+    const uint4 w = *reinterpret_cast<const uint4*>(row + first);
+    h.words[0] = w.x;
+    h.words[1] = w.y;
+    h.words[2] = w.z;
+    h.words[3] = w.w;
+  }
+  return h;
+}
 
 // The cache rows of the block's tokens for its kv head, from new_k and new_v.
 __device__ __forceinline__ void store_new_positions(const AttentionArguments& a, int kv_head, int64_t first_position,
@@ -137,19 +202,21 @@ __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArgu
   const int64_t kv_stride = static_cast<int64_t>(a.n_kv_heads) * D;
 
   float q[R][E], acc[R][E], running_max[R], running_sum[R];
-  int row_end[R];  // causal: row r sees positions < row_end[r] (a cache of < 2^31 positions)
+  // row r takes positions < row_end[r]: its own (causal) and the split's (a cache of < 2^31 positions)
+  int row_end[R];
   const int half = D / 2;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     running_max[r] = -INFINITY;
     running_sum[r] = 0.0f;
     const int64_t token = rows.first_token + r / rows.heads;
-    row_end[r] = r < active_rows ? static_cast<int>(first_position + token + 1) : 0;
+    const int64_t length = first_position + token + 1;
+    row_end[r] = r < active_rows ? static_cast<int>(length < range.end ? length : range.end) : 0;
     const float* cos_row = a.rope_cos != nullptr ? a.rope_cos + (first_position + token) * half : nullptr;
     const float* sin_row = a.rope_sin != nullptr ? a.rope_sin + (first_position + token) * half : nullptr;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
-      const int d = lane + 32 * e;
+      const int d = lane * E + e;
       float value = 0.0f;
       if (r < active_rows && d < D) {
         const float* head = a.q.data + token * a.q.stride + (rows.first_head + r % rows.heads) * D;
@@ -164,34 +231,59 @@ __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArgu
   if (fresh && split == 0 && chunk == 0) store_new_positions(a, kv_head, first_position, rows);
   const __half* keys = reinterpret_cast<const __half*>(a.cache_k) + kv_head * D;
   const __half* values = reinterpret_cast<const __half*>(a.cache_v) + kv_head * D;
-  for (int64_t p = range.begin + warp; p < range.end; p += kWarps) {
-    float k[E], v[E];
-    if (fresh && p >= first_position) {  // the same for the whole warp
-      const NewPosition fresh_row = new_position(a, kv_head, first_position, p - first_position);
+  constexpr int P = PositionsPerStep<R>::value;
+  const bool whole_vectors = D % E == 0;
+  for (int64_t p0 = range.begin + warp * P; p0 < range.end; p0 += kWarps * P) {
+    HalfRow<E> key_rows[P], value_rows[P];
 #pragma unroll
-      for (int e = 0; e < E; ++e) {
-        const int d = lane + 32 * e;
-        k[e] = d < D ? as_cached(fresh_row.key(d)) : 0.0f;
-        v[e] = d < D ? as_cached(fresh_row.value[d]) : 0.0f;
-      }
-    } else {
+    for (int i = 0; i < P; ++i) {
+      // past the split's end, the split's last position again (no row takes it: row_end), which
+      // keeps the loads free of branches
+      const int64_t p = p0 + i < range.end ? p0 + i : range.end - 1;
+      if (fresh && p >= first_position) {  // the same for the whole warp
+        const NewPosition fresh_row = new_position(a, kv_head, first_position, p - first_position);
+        key_rows[i] = HalfRow<E>{};
+        value_rows[i] = HalfRow<E>{};
 #pragma unroll
-      for (int e = 0; e < E; ++e) {
-        const int d = lane + 32 * e;
-        k[e] = d < D ? __half2float(keys[p * kv_stride + d]) : 0.0f;
-        v[e] = d < D ? __half2float(values[p * kv_stride + d]) : 0.0f;
+        for (int e = 0; e < E; ++e) {
+          const int d = lane * E + e;
+          if (d < D) {
+            key_rows[i].put(e, __float2half_rn(fresh_row.key(d)));
+            value_rows[i].put(e, __float2half_rn(fresh_row.value[d]));
+          }
+        }
+      } else {
+        key_rows[i] = load_cached_row<E>(keys + p * kv_stride, lane, D, whole_vectors);
+        value_rows[i] = load_cached_row<E>(values + p * kv_stride, lane, D, whole_vectors);
       }
+    }
+    float k[P][E], v[P][E];
+#pragma unroll
+    for (int i = 0; i < P; ++i) {
+      key_rows[i].to_floats(k[i]);
+      value_rows[i].to_floats(v[i]);
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      float score = 0.0f;
+      float score[P];
 #pragma unroll
-      for (int e = 0; e < E; ++e) score += q[r][e] * k[e];
-      for (int offset = 16; offset > 0; offset /= 2) score += __shfl_xor_sync(0xFFFFFFFFu, score, offset);
-      if (p < row_end[r]) {  // causal: positions past the row's token are skipped (after the shuffles)
-        const cuda_layout::SoftmaxStep step = cuda_layout::online_softmax_step(running_max[r], running_sum[r], score);
+      for (int i = 0; i < P; ++i) {
+        score[i] = 0.0f;
 #pragma unroll
-        for (int e = 0; e < E; ++e) acc[r][e] = acc[r][e] * step.correction + step.weight * v[e];
+        for (int e = 0; e < E; ++e) score[i] += q[r][e] * k[i][e];
+      }
+#pragma unroll
+      for (int offset = 16; offset > 0; offset /= 2) {
+#pragma unroll
+        for (int i = 0; i < P; ++i) score[i] += __shfl_xor_sync(0xFFFFFFFFu, score[i], offset);
+      }
+#pragma unroll
+      for (int i = 0; i < P; ++i) {
+        if (p0 + i < row_end[r]) {  // causal and inside the split (after the shuffles)
+          const cuda_layout::SoftmaxStep step = cuda_layout::online_softmax_step(running_max[r], running_sum[r], score[i]);
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[r][e] = acc[r][e] * step.correction + step.weight * v[i][e];
+        }
       }
     }
   }
@@ -204,7 +296,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArgu
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int e = 0; e < E; ++e) warp_acc[warp][r][lane + 32 * e] = acc[r][e];
+    for (int e = 0; e < E; ++e) warp_acc[warp][r][lane * E + e] = acc[r][e];
   __syncthreads();
 
   // the block's result per row and element: the warps merged (d < D: weighted V; D: max; D + 1: sum)

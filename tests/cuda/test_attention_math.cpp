@@ -1,9 +1,11 @@
 // test_attention_math.cpp: the attention kernel's arithmetic (cuda/attention_math.h) on the host,
 // arranged as the kernel arranges it (cuda/attention.cu): for each token, each split covers
-// split_positions(); within a split, warp w of 4 takes positions begin + w, begin + w + 4, ...
-// with an online softmax; the warps are merged into the split's partial (max, sums), and the
-// splits into the output (the merge by the last block to finish). Checks, over first positions, token counts and split counts
-// (including splits past a token's length and warps with nothing to do):
+// split_positions(); within a split, warp w of 4 takes P consecutive positions per step (P = 1, 2 or
+// 4: PositionsPerStep), steps at begin + wP, then 4P further on, ..., positions past the split's end
+// taken by no row, with an online softmax; the warps are merged into the split's partial (max,
+// sums), and the splits into the output (the merge by the last block to finish). Checks, over first
+// positions, token counts, split counts and P (including splits past a token's length, steps past a
+// split's end and warps with nothing to do):
 //   - every position [0, first_position + token] is visited exactly once, none beyond;
 //   - the result equals softmax(scores) . values computed directly in double;
 // and the rotary embedding of one element (rotated()) against a complex rotation.
@@ -25,7 +27,7 @@ struct Partial {
   float max = -INFINITY, sum = 0.0f, acc[kDims] = {};
 };
 
-void check(int64_t first_position, int64_t tokens, int splits, std::mt19937& rng) {
+void check(int64_t first_position, int64_t tokens, int splits, int per_step, std::mt19937& rng) {
   const int64_t longest = first_position + tokens;
   std::normal_distribution<float> normal(0.0f, 3.0f);
   std::vector<float> scores(static_cast<size_t>(longest)), values(static_cast<size_t>(longest * kDims));
@@ -40,10 +42,14 @@ void check(int64_t first_position, int64_t tokens, int splits, std::mt19937& rng
       Partial warp_partials[kWarps];
       for (int w = 0; w < kWarps; ++w) {
         Partial& part = warp_partials[w];
-        for (int64_t p = range.begin + w; p < range.end; p += kWarps) {
-          ++visits[static_cast<size_t>(p)];
-          const SoftmaxStep step = online_softmax_step(part.max, part.sum, scores[static_cast<size_t>(p)]);
-          for (int d = 0; d < kDims; ++d) part.acc[d] = part.acc[d] * step.correction + step.weight * values[static_cast<size_t>(p * kDims + d)];
+        for (int64_t p0 = range.begin + w * per_step; p0 < range.end; p0 += kWarps * per_step) {
+          for (int i = 0; i < per_step; ++i) {
+            const int64_t p = p0 + i;
+            if (p >= range.end) continue;  // the kernel's row_end: min(the token's length, the split's end)
+            ++visits[static_cast<size_t>(p)];
+            const SoftmaxStep step = online_softmax_step(part.max, part.sum, scores[static_cast<size_t>(p)]);
+            for (int d = 0; d < kDims; ++d) part.acc[d] = part.acc[d] * step.correction + step.weight * values[static_cast<size_t>(p * kDims + d)];
+          }
         }
       }
       Partial merged;  // the block's merge of its warps
@@ -78,8 +84,8 @@ void check(int64_t first_position, int64_t tokens, int splits, std::mt19937& rng
     for (int64_t p = 0; p < longest + 64; ++p) {
       const int want = p < length ? 1 : 0;
       if (visits[static_cast<size_t>(p)] != want && ++failures <= 20) {
-        std::printf("FAIL visits: first %lld tokens %lld splits %d token %lld position %lld: %d, want %d\n",
-                    static_cast<long long>(first_position), static_cast<long long>(tokens), splits,
+        std::printf("FAIL visits: first %lld tokens %lld splits %d P %d token %lld position %lld: %d, want %d\n",
+                    static_cast<long long>(first_position), static_cast<long long>(tokens), splits, per_step,
                     static_cast<long long>(token), static_cast<long long>(p), visits[static_cast<size_t>(p)], want);
       }
     }
@@ -129,7 +135,9 @@ int main() {
   std::mt19937 rng(7);
   for (int64_t first : {0, 1, 5, 63, 100, 1000}) {
     for (int64_t tokens : {1, 2, 3, 17, 64}) {
-      for (int splits : {1, 2, 3, 7, 17, 64}) check(first, tokens, splits, rng);
+      for (int splits : {1, 2, 3, 7, 17, 64}) {
+        for (int per_step : {1, 2, 4}) check(first, tokens, splits, per_step, rng);
+      }
     }
   }
   check_rotation(rng);
