@@ -15,11 +15,11 @@
 //     leave room (8 / heads: 8 tokens without GQA, 1 in decode), over the positions
 //     [split * span, min(length, (split + 1) * span)) of its last token, each row stopping at its
 //     own token (causal); warp w takes P positions at a time (PositionsPerStep: 4 in decode
-//     without GQA), begin + wP .. begin + wP + P - 1, then 4P further on, ..., loading their K and V
-//     rows before using any; lane l holds elements lE .. lE + E - 1 of the head (E = 1, 2, 4 or 8,
-//     the power of two >= D / 32), one vector load per row; q.k is reduced across the warp with
-//     shuffles, the P positions' reductions interleaved. With rope tables given, q is rotated as it is read (the rotary embedding
-//     fused in).
+//     without GQA), begin + wP .. begin + wP + P - 1, then 4P further on, ..., loading their K
+//     and V rows before using any; lane l holds elements lE .. lE + E - 1 of the head (E = 1, 2,
+//     4 or 8, the power of two >= D / 32), one vector load per row; q.k is reduced across the
+//     warp with shuffles, the P positions' reductions interleaved. With rope tables given, q is
+//     rotated as it is read (the rotary embedding fused in).
 //     New positions (with new_k, new_v): read from new_k (rotated) and new_v, rounded to fp16 as
 //     the cache holds them; the blocks of split 0 and head chunk 0 write them into the cache (no
 //     other block reads them there in this launch, so no ordering is needed).
@@ -77,11 +77,11 @@ __device__ __forceinline__ NewPosition new_position(const AttentionArguments& a,
                      a.rope_sin != nullptr ? a.rope_sin + position * half : nullptr, half};
 }
 
-// Positions a warp takes per step of its loop (PositionsPerStep), their K and V rows loaded together before any is
+// Positions a warp takes per step of its loop, their K and V rows loaded together before any is
 // used, so that that many rows are in flight per warp: with one, a decode step's attention waits
-// on memory latency once per position (Little's law: an H100 needs about 2 MB in flight to reach its
-// bandwidth, and one 512-byte row per warp is a fraction of that). Fewer where more query rows
-// already share each load (GQA, prefill), which also hold more registers.
+// out the memory latency at every position (Little's law: an H100 needs about 2 MB in flight to
+// reach its bandwidth, and one 512-byte row per warp is a fraction of that). Fewer where more
+// query rows already share each load (GQA, prefill), which also hold more registers.
 template <int R>
 struct PositionsPerStep {
   static constexpr int value = R == 1 ? 4 : R <= 4 ? 2 : 1;
@@ -280,7 +280,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArgu
 #pragma unroll
       for (int i = 0; i < P; ++i) {
         if (p0 + i < row_end[r]) {  // causal and inside the split (after the shuffles)
-          const cuda_layout::SoftmaxStep step = cuda_layout::online_softmax_step(running_max[r], running_sum[r], score[i]);
+          const cuda_layout::SoftmaxStep step =
+              cuda_layout::online_softmax_step(running_max[r], running_sum[r], score[i]);
 #pragma unroll
           for (int e = 0; e < E; ++e) acc[r][e] = acc[r][e] * step.correction + step.weight * v[i][e];
         }

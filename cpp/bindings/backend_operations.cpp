@@ -16,12 +16,14 @@
 //           Backend's default, the primitives rope, store_kv and attention one after another.
 //
 // Every call uploads its inputs, runs the operation and reads the result back (read_logits), so
-// the backend's asynchronous queue is drained before it returns.
+// the backend's asynchronous queue is drained before it returns; the GIL is released meanwhile
+// and the numpy results are made after.
 #include <cmath>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <nanobind/nanobind.h>
@@ -32,6 +34,7 @@
 
 #include "awq_edge/backends.h"
 #include "bindings.h"
+#include "host_matrices.h"
 #include "numpy_views.h"
 
 namespace nb = nanobind;
@@ -43,6 +46,13 @@ namespace {
 using Matrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 using Vector = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using Result = nb::ndarray<nb::numpy, float, nb::ndim<2>>;
+
+// work() with the GIL released: the backend's calls make none into Python, and may take long.
+template <typename Work>
+auto without_gil(Work&& work) {
+  nb::gil_scoped_release release;
+  return work();
+}
 
 std::shared_ptr<Backend> backend_named(const std::string& name, const std::string& kernels, int threads) {
   BackendOptions options;
@@ -56,31 +66,21 @@ class Transfers {
  public:
   Transfers(std::shared_ptr<Backend> backend, std::string who) : backend_(std::move(backend)), who_(std::move(who)) {}
 
-  // x as a backend activation: uploaded as one (1, rows*cols) vector, then viewed as (rows, cols).
+  // x as a backend activation, (rows, cols) checked against `cols` when given.
   Activation upload(const Matrix& x, const char* name, int64_t cols = -1) const {
     if (x.shape(0) < 1 || x.shape(1) < 1 || (cols >= 0 && x.shape(1) != static_cast<size_t>(cols))) {
       throw std::invalid_argument("[" + who_ + "] " + name + " must be (n >= 1, " +
                                   (cols >= 0 ? std::to_string(cols) : std::string("cols >= 1")) + "), got (" +
                                   std::to_string(x.shape(0)) + ", " + std::to_string(x.shape(1)) + ")");
     }
-    Activation a = backend_->upload_vector(flat_view(x.data(), DType::F32, x.shape(0) * x.shape(1)));
-    a.rows = static_cast<int64_t>(x.shape(0));
-    a.cols = static_cast<int64_t>(x.shape(1));
-    a.row_stride = a.cols;
-    return a;
+    return upload_matrix(*backend_, x.data(), static_cast<int64_t>(x.shape(0)), static_cast<int64_t>(x.shape(1)));
   }
 
   Activation upload(const Vector& v) const {
     return backend_->upload_vector(flat_view(v.data(), DType::F32, v.shape(0)));
   }
 
-  // a's values in a new numpy array (read_logits: waits for the backend's queue).
-  Result download(const Activation& a) const {
-    float* values = new float[static_cast<size_t>(a.rows * a.cols)];
-    nb::capsule owner(values, [](void* p) noexcept { delete[] static_cast<float*>(p); });
-    backend_->read_logits(a, values);
-    return Result(values, {static_cast<size_t>(a.rows), static_cast<size_t>(a.cols)}, owner);
-  }
+  HostMatrix download(const Activation& a) const { return download_matrix(*backend_, a); }
 
   void same_shape(const Matrix& a, const Matrix& b, const char* names) const {
     if (a.shape(0) != b.shape(0) || a.shape(1) != b.shape(1)) {
@@ -121,39 +121,44 @@ class Operations {
 
   Result rms_norm(const Matrix& x, const Vector& weight, float eps) {
     check_weight(x, weight);
-    nb::gil_scoped_release release;
-    const Activation input = io_.upload(x, "x"), w = io_.upload(weight);
-    Activation out = io_.backend().allocate(input.rows, input.cols);
-    io_.backend().rms_norm(input, w, eps, out);
-    return io_.download(out);
+    return to_numpy(without_gil([&] {
+      const Activation input = io_.upload(x, "x"), w = io_.upload(weight);
+      Activation out = io_.backend().allocate(input.rows, input.cols);
+      io_.backend().rms_norm(input, w, eps, out);
+      return io_.download(out);
+    }));
   }
 
   std::tuple<Result, Result> add_rms_norm(const Matrix& x, const Matrix& delta, const Vector& weight, float eps) {
     io_.same_shape(x, delta, "x and delta");
     check_weight(x, weight);
-    nb::gil_scoped_release release;
-    Activation sum = io_.upload(x, "x");
-    const Activation d = io_.upload(delta, "delta"), w = io_.upload(weight);
-    Activation out = io_.backend().allocate(sum.rows, sum.cols);
-    io_.backend().add_rms_norm(sum, d, w, eps, out);
-    return {io_.download(sum), io_.download(out)};
+    auto [sum, out] = without_gil([&] {
+      Activation total = io_.upload(x, "x");
+      const Activation d = io_.upload(delta, "delta"), w = io_.upload(weight);
+      Activation normed = io_.backend().allocate(total.rows, total.cols);
+      io_.backend().add_rms_norm(total, d, w, eps, normed);
+      return std::make_pair(io_.download(total), io_.download(normed));
+    });
+    return {to_numpy(std::move(sum)), to_numpy(std::move(out))};
   }
 
   Result silu_mul(const Matrix& gate, const Matrix& up) {
     io_.same_shape(gate, up, "gate and up");
-    nb::gil_scoped_release release;
-    const Activation g = io_.upload(gate, "gate"), u = io_.upload(up, "up");
-    Activation out = io_.backend().allocate(g.rows, g.cols);
-    io_.backend().silu_mul(g, u, out);
-    return io_.download(out);
+    return to_numpy(without_gil([&] {
+      const Activation g = io_.upload(gate, "gate"), u = io_.upload(up, "up");
+      Activation out = io_.backend().allocate(g.rows, g.cols);
+      io_.backend().silu_mul(g, u, out);
+      return io_.download(out);
+    }));
   }
 
   Result add(const Matrix& x, const Matrix& y) {
     io_.same_shape(x, y, "x and y");
-    nb::gil_scoped_release release;
-    Activation sum = io_.upload(x, "x");
-    io_.backend().add(sum, io_.upload(y, "y"));
-    return io_.download(sum);
+    return to_numpy(without_gil([&] {
+      Activation sum = io_.upload(x, "x");
+      io_.backend().add(sum, io_.upload(y, "y"));
+      return io_.download(sum);
+    }));
   }
 
   std::tuple<Result, Result> rope(const Vector& inv_freq, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
@@ -164,11 +169,14 @@ class Operations {
                                   "per token");
     }
     const std::vector<float> frequencies(inv_freq.data(), inv_freq.data() + inv_freq.shape(0));
-    nb::gil_scoped_release release;
-    Activation rotated_q = io_.upload(q, "q", n_heads * head_dim), rotated_k = io_.upload(k, "k", n_kv_heads * head_dim);
-    const auto table = io_.backend().prepare_rope(frequencies, first_position + rotated_q.rows);
-    io_.backend().rope(*table, shape, first_position, rotated_q, rotated_k);
-    return {io_.download(rotated_q), io_.download(rotated_k)};
+    auto [rotated_q, rotated_k] = without_gil([&] {
+      Activation query = io_.upload(q, "q", n_heads * head_dim);
+      Activation key = io_.upload(k, "k", n_kv_heads * head_dim);
+      const auto table = io_.backend().prepare_rope(frequencies, first_position + query.rows);
+      io_.backend().rope(*table, shape, first_position, query, key);
+      return std::make_pair(io_.download(query), io_.download(key));
+    });
+    return {to_numpy(std::move(rotated_q)), to_numpy(std::move(rotated_k))};
   }
 
   std::string description() const { return io_.backend().description(); }
@@ -190,7 +198,9 @@ class Attention {
             int64_t capacity, int64_t layers, const std::string& kernels, int threads)
       : io_(backend_named(backend, kernels, threads), "backends.Attention"),
         shape_(io_.attention_shape(n_heads, n_kv_heads, head_dim, inv_freq.shape(0))), layers_(layers) {
-    if (capacity < 1 || layers < 1) throw std::invalid_argument("[backends.Attention] capacity and layers must be >= 1");
+    if (capacity < 1 || layers < 1) {
+      throw std::invalid_argument("[backends.Attention] capacity and layers must be >= 1");
+    }
     cache_ = io_.backend().allocate_kv_cache(layers, capacity, n_kv_heads, head_dim);
     rope_ = io_.backend().prepare_rope(std::vector<float>(inv_freq.data(), inv_freq.data() + inv_freq.shape(0)),
                                        capacity);
@@ -207,15 +217,16 @@ class Attention {
     }
     io_.same_shape(k, v, "k and v");
     if (k.shape(0) != q.shape(0)) throw std::invalid_argument("[backends.Attention] q, k and v need one row per token");
-    nb::gil_scoped_release release;
-    Activation query = io_.upload(q, "q", shape_.n_heads * shape_.head_dim);
-    Activation key = io_.upload(k, "k", shape_.n_kv_heads * shape_.head_dim);
-    const Activation value = io_.upload(v, "v", shape_.n_kv_heads * shape_.head_dim);
-    Activation out = io_.backend().allocate(query.rows, query.cols);
-    Backend& b = io_.backend();
-    if (fused) b.rotary_attention(*rope_, *cache_, layer, shape_, first_position, query, key, value, out);
-    else b.Backend::rotary_attention(*rope_, *cache_, layer, shape_, first_position, query, key, value, out);
-    return io_.download(out);
+    return to_numpy(without_gil([&] {
+      Activation query = io_.upload(q, "q", shape_.n_heads * shape_.head_dim);
+      Activation key = io_.upload(k, "k", shape_.n_kv_heads * shape_.head_dim);
+      const Activation value = io_.upload(v, "v", shape_.n_kv_heads * shape_.head_dim);
+      Activation out = io_.backend().allocate(query.rows, query.cols);
+      Backend& b = io_.backend();
+      if (fused) b.rotary_attention(*rope_, *cache_, layer, shape_, first_position, query, key, value, out);
+      else b.Backend::rotary_attention(*rope_, *cache_, layer, shape_, first_position, query, key, value, out);
+      return io_.download(out);
+    }));
   }
 
   std::string description() const { return io_.backend().description(); }

@@ -27,6 +27,7 @@
 
 #include "awq_edge/backends.h"
 #include "bindings.h"
+#include "host_matrices.h"
 #include "numpy_views.h"
 
 namespace nb = nanobind;
@@ -59,15 +60,14 @@ class BackendLinear {
 
   nb::ndarray<nb::numpy, float, nb::ndim<2>> operator()(const Matrix& x) {
     const int64_t m = check_x(x);
-    float* y = new float[static_cast<size_t>(m * weight_->rows())];
-    nb::capsule owner(y, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    HostMatrix y;
     {
       nb::gil_scoped_release release;
       Activation input = upload(x), output = backend_->allocate(m, weight_->rows());
       backend_->linear(*weight_, input, nullptr, output);
-      backend_->read_logits(output, y);
+      y = download_matrix(*backend_, output);
     }
-    return {y, {static_cast<size_t>(m), static_cast<size_t>(weight_->rows())}, owner};
+    return to_numpy(std::move(y));
   }
 
   double time(const Matrix& x, int repeats, int copies) {
@@ -100,14 +100,8 @@ class BackendLinear {
     return static_cast<int64_t>(x.shape(0));
   }
 
-  // x as a backend activation: uploaded as one (1, m*K) vector, then viewed as (m, K).
   Activation upload(const Matrix& x) {
-    const uint64_t m = x.shape(0), k = x.shape(1);
-    Activation a = backend_->upload_vector(flat_view(x.data(), DType::F32, m * k));
-    a.rows = static_cast<int64_t>(m);
-    a.cols = static_cast<int64_t>(k);
-    a.row_stride = static_cast<int64_t>(k);
-    return a;
+    return upload_matrix(*backend_, x.data(), static_cast<int64_t>(x.shape(0)), static_cast<int64_t>(x.shape(1)));
   }
 
   std::vector<InputArray> tensors_;
