@@ -12,7 +12,7 @@
 #              for a lent GPU whose calls are limited to 10 minutes each, for example
 #                1. --stages machine,build,backend,pytest-host,pytest-gpu,count-instructions
 #                2. --stages build,bench-cuda          (the build is incremental: build/{wheel_tag})
-#                3. --stages build,sanitizer-memcheck,sanitizer-racecheck
+#                3. --stages build,sanitizer-memcheck (with the staged run), later sanitizer-racecheck
 #                4. --stages build,tune-cuda,pytest-gpu-staged
 #
 # Needs torch and transformers (baselines, tests), nvcc, nvidia-smi; compute-sanitizer if present.

@@ -98,7 +98,8 @@ def test_gpu_tests_pass_on_the_emulated_backend(emulated_package, tmp_path, orde
                    "AWQ_EDGE_CUDA_EMULATOR_SMS": RUNS[order][0], "AWQ_EDGE_CUDA_TUNING": RUNS[order][1]}
     run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "cuda" / "test_cuda_backend.py"),
                           str(ROOT / "tests" / "cpp" / "test_backend_operations.py"), *selection, "-q", "-p",
-                          "no:cacheprovider", f"--basetemp={tmp_path / 'child'}", "-o", "addopts="], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1800)
+                          "no:cacheprovider", f"--basetemp={tmp_path / 'child'}", "-o", "addopts="],
+                         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1800)
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     print(summary)
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-3000:]
