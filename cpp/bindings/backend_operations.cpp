@@ -107,7 +107,6 @@ class Transfers {
   }
 
   Backend& backend() const { return *backend_; }
-  const std::string& who() const { return who_; }
 
  private:
   std::shared_ptr<Backend> backend_;
