@@ -4,8 +4,9 @@
 //   activations  fp32 (rows, cols), row stride = cols; views share the allocation
 //   weights      q4/q3 grouped: repacked at upload into the fragment layout (q4_layout.h);
 //                f16 / q8_row: copied as stored (row-major). The file's host pages of a weight are
-//                released after its upload (MappedFile::release), so that on Jetson, where
-//                CPU and GPU share DRAM, the weights are not held twice.
+//                released after its upload (MappedFile::release), and on an integrated GPU
+//                (Jetson), where CPU and GPU share DRAM, dropped from the page cache as well, so
+//                that the weights are not held twice.
 //   KV cache     fp16, per layer K and V of (capacity, nkv*D)
 //   rope tables  fp32 cos and sin (capacity, D/2), computed on the host as the CPU backend does
 //   scratch      prepared fp16 activations and group multipliers (two slots, see "the q4 kernels'
@@ -203,6 +204,7 @@ class CudaBackend final : public Backend {
   std::string description() const override {
     return std::string("cuda (") + prop_.name + ", sm_" + std::to_string(prop_.major) + std::to_string(prop_.minor) +
            ", " + std::to_string(prop_.multiProcessorCount) + " SMs, " + mib(prop_.totalGlobalMem) +
+           (prop_.integrated ? " shared with the CPU" : "") +
            (graphs_enabled_ ? ", decode steps replayed as CUDA graphs" : ", CUDA graphs off") + "; tuning: " +
            tuning_source_ + ")";
   }
@@ -265,10 +267,20 @@ class CudaBackend final : public Backend {
       }
     }
     // the file's pages of this module are not needed again (on Jetson: not held twice in the shared DRAM)
+    const auto cache = prop_.integrated ? MappedFile::PageCache::Drop : MappedFile::PageCache::Keep;
     for (const TensorView& tensor : tensors) {
-      if (tensor.mapping != nullptr) tensor.mapping->release(tensor.data, tensor.size);
+      if (tensor.mapping != nullptr) tensor.mapping->release(tensor.data, tensor.size, cache);
     }
     return linear;
+  }
+
+  // On an integrated GPU the whole file leaves the page cache once everything is on the GPU: the
+  // per-tensor releases in upload_linear cannot drop a cached folio (Linux may cache a file in
+  // folios larger than a page) that a tensor covers only partly or that a norm's upload touched.
+  void uploads_finished(const MappedFile& mapping) override {
+    if (prop_.integrated && mapping.size() > 0) {
+      mapping.release(mapping.data(), mapping.size(), MappedFile::PageCache::Drop);
+    }
   }
 
   Activation upload_vector(const TensorView& tensor) override {

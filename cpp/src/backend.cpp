@@ -41,6 +41,8 @@ bool Backend::begin_step(const int32_t* /*tokens*/, int64_t /*n*/, int64_t /*fir
 
 void Backend::end_step() {}
 
+void Backend::uploads_finished(const MappedFile& /*mapping*/) {}
+
 void Backend::add_rms_norm(Activation& x, const Activation& delta, const Activation& weight,
                            float eps, Activation& out) {
   add(x, delta);

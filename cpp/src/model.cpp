@@ -103,6 +103,7 @@ Model::Model(std::shared_ptr<const ModelFile> file, std::shared_ptr<Backend> bac
   }
   final_norm_ = vector("norm.weight");
   if (!c.tie_word_embeddings) lm_head_ = linear("lm_head");
+  backend_->uploads_finished(*file_->mapping());
 
   attention_shape_.n_heads = c.n_heads;
   attention_shape_.n_kv_heads = c.n_kv_heads;

@@ -122,6 +122,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
     prop->minor = setting.back() - '0';
   }
   prop->multiProcessorCount = emulated_sms();
+  prop->integrated = setting == "integrated" ? 1 : 0;  // a Jetson: sm_87 sharing the CPU's DRAM
   return cudaSuccess;
 }
 

@@ -270,3 +270,64 @@ def test_emulated_out_of_memory_names_what_did_not_fit_and_frees_what_it_took(tm
     monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "0.01")
     with pytest.raises(RuntimeError, match=r"out of GPU memory: weight '.*' \(.*\) needs \d+ KiB, \d+ KiB of 11 KiB"):
         Generator(path, backend="cuda", max_context=64)
+
+
+def cached_pages(path, ranges) -> tuple:
+    """(cached, total): of the file's pages wholly inside the byte ranges [(offset, size), ...], how many are in
+    the kernel's page cache (mincore(2) on a fresh mapping, which touches none of them; Linux)."""
+    import ctypes
+    import mmap
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size, page = os.path.getsize(path), mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert address not in (None, ctypes.c_void_p(-1).value), f"mmap: {os.strerror(ctypes.get_errno())}"
+        try:
+            flags = (ctypes.c_ubyte * ((size + page - 1) // page))()
+            assert libc.mincore(address, size, flags) == 0, f"mincore: {os.strerror(ctypes.get_errno())}"
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    pages = [p for offset, length in ranges for p in range(-(-offset // page), (offset + length) // page)]
+    return sum(flags[p] & 1 for p in pages), len(pages)
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="mincore's page cache report and posix_fadvise: Linux")
+@pytest.mark.parametrize("emulated_device", ["discrete", "integrated"])
+def test_loading_leaves_the_weights_file_cached_only_beside_a_discrete_gpu(tmp_path, monkeypatch, emulated_device):
+    """A GPU that shares DRAM with the CPU (Jetson) would hold the weights twice if the file's pages stayed in the
+    page cache after their upload: there the backend drops them; beside a discrete GPU they stay (a second load
+    reads no disk). The emulator plays both (AWQ_EDGE_CUDA_EMULATOR_DEVICE=integrated); a GPU is what it is."""
+    from awq_edge.awqe.reader import AwqeFile
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+    if EMULATED:
+        monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_DEVICE", "" if emulated_device == "discrete" else "integrated")
+    path = tmp_path / "model.awqe"  # q4 weights of 64 to 128 KiB: 16 to 32 whole pages each
+    quantize_model(save_tiny_model("llama", tmp_path / "hf", hidden_size=256, intermediate_size=512),
+                   path, QuantizeOptions(method="rtn", group_size=64, lm_head="int8"))
+    infos = AwqeFile(path, verify=False).tensor_infos
+    weights = [(info.offset, info.size) for name, info in infos.items() if name.endswith(".qweight")]
+    with open(path, "rb") as file:
+        file.read()
+        os.fsync(file.fileno())  # written back: the kernel drops no page that still waits to be written
+    cached, total = cached_pages(path, weights)
+    assert total >= 100
+    if cached < total:
+        pytest.skip(f"this file system keeps {cached} of the file's {total} read pages cached")
+
+    generator = Generator(path, backend="cuda", max_context=64)
+    integrated = "shared with the CPU" in generator.backend
+    if not EMULATED and integrated != (emulated_device == "integrated"):
+        pytest.skip(f"this GPU is not {emulated_device} ({generator.backend})")
+    assert cached_pages(path, weights) == ((0, total) if integrated else (total, total)), generator.backend
+    expected = Generator(path, backend="cpu").generate("Hello", max_new_tokens=3, ignore_eos=True)
+    assert generator.generate("Hello", max_new_tokens=3, ignore_eos=True) == expected

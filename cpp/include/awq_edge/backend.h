@@ -93,6 +93,11 @@ class Backend {
                                                        const std::vector<TensorView>& tensors) = 0;
   // A vector (norm weights, biases) from an F16 or F32 tensor, as a (1, n) activation.
   virtual Activation upload_vector(const TensorView& tensor) = 0;
+  // Called once after the model's last upload, with the mapping the tensors came from. A backend
+  // that holds its own copy of every tensor where that copy shares DRAM with the file's cached
+  // pages (CUDA on Jetson) may release the whole mapping here (MappedFile::release with
+  // PageCache::Drop); nothing breaks if the file is read again later. The default does nothing.
+  virtual void uploads_finished(const MappedFile& mapping);
   virtual std::unique_ptr<KVCache> allocate_kv_cache(int64_t n_layers, int64_t capacity,
                                                      int64_t n_kv_heads, int64_t head_dim) = 0;
   // inv_freq: D/2 inverse frequencies (already scaled as the model's rope type says).

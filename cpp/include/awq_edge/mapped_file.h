@@ -22,18 +22,29 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
 
+  // What release() does with the file's pages in the kernel's page cache.
+  enum class PageCache {
+    Keep,  // they stay cached (reclaimable): a second load of the same file reads no disk
+    Drop,  // they are dropped too, where no other mapping holds them (posix_fadvise
+           // POSIX_FADV_DONTNEED; Linux): for a GPU that shares DRAM with the CPU (Jetson), whose
+           // copy of the weights would otherwise sit beside the cached file until the kernel
+           // reclaims it. A no-op where the system lacks it (macOS).
+  };
+
   // For owners that copied bytes out of the mapping (a backend that repacks weights): the pages
   // wholly inside [begin, begin + bytes) leave this process's resident memory (madvise
   // MADV_DONTNEED), so that the file's copy and the owner's do not both stay resident. The bytes
   // are unchanged: a page touched again is read from the file again. Throws std::out_of_range
-  // when the range is not inside the mapping, std::system_error when madvise fails.
-  void release(const void* begin, uint64_t bytes) const;
+  // when the range is not inside the mapping, std::system_error when madvise or posix_fadvise
+  // fails.
+  void release(const void* begin, uint64_t bytes, PageCache cache = PageCache::Keep) const;
 
  private:
-  MappedFile(const uint8_t* data, uint64_t size) : data_(data), size_(size) {}
+  MappedFile(const uint8_t* data, uint64_t size, int fd) : data_(data), size_(size), fd_(fd) {}
 
   const uint8_t* data_;
   uint64_t size_;
+  int fd_;  // kept open for posix_fadvise; -1 for an empty file
 };
 
 }  // namespace awq_edge

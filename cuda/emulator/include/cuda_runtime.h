@@ -18,6 +18,8 @@
 //                                                         sm_XY       compute capability X.Y
 //                                                         no-kernels  cudaFuncGetAttributes: no kernel
 //                                                                     image for this device
+//                                                         integrated  a GPU sharing the CPU's DRAM
+//                                                                     (Jetson: prop.integrated = 1)
 #pragma once
 
 #include <cmath>
@@ -121,6 +123,7 @@ struct cudaDeviceProp {
   size_t totalGlobalMem;
   int major, minor;
   int multiProcessorCount;
+  int integrated;  // 1: the GPU shares DRAM with the CPU (Jetson)
 };
 struct cudaFuncAttributes {
   int maxThreadsPerBlock;
