@@ -9,12 +9,18 @@
            transformers in fp16 on the same GPU in the same run, and against the roofline:
            bytes read per token (weights + KV cache) / measured copy bandwidth.
   prefill  tokens/s of a 512-token prompt, against transformers fp16.
+  load     what loading that model costs the machine, in a fresh process from a cold page cache: seconds,
+           the drop of the system's free memory (on a Jetson, where CPU and GPU share DRAM, it includes the
+           GPU's copy of the weights), the process's resident anonymous and file-backed memory, and how much of
+           the file stays in the page cache (tools/page_cache.py). Beside an integrated GPU the backend drops
+           the file's pages once they are uploaded (docs/ENGINE.md, CUDA memory), so the free memory should
+           drop by about the weights once, not twice.
   boundary what one kernel boundary costs inside a CUDA graph on this GPU: a graph of 1000 dependent
            one-element kernels (torch), its replay time / 1000; times the kernels of one decode step
            (7 per layer + 3, as tests/cuda/test_cuda_emulator.py counts them) gives the step's floor
            before any byte is read. CUDA only.
 
-    python tools/bench_cuda.py [--parts linear decode prefill boundary] [--shape llama2-7b] [--model-dir DIR]
+    python tools/bench_cuda.py [--parts linear decode prefill boundary load] [--shape llama2-7b] [--model-dir DIR]
                                [--layers 4096x4096 4096x11008 ...]
 
 Prints a markdown table per part with the GPU, driver, date and command, for docs/BENCHMARKS.md.
@@ -23,6 +29,7 @@ a benchmark). Needs torch with CUDA and transformers for the baselines.
 """
 import argparse
 import datetime
+import json
 import shlex
 import subprocess
 import sys
@@ -32,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from page_cache import cached_pages, drop_cached_pages  # noqa: E402
 from random_model import SHAPES, write_random_model  # noqa: E402
 
 LINEAR_SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 14336), (1024, 4096)]  # (N, K)
@@ -81,6 +89,9 @@ def copy_bandwidth(device: str, gib: float = 1.0) -> float:
         b.copy_(a)
         synchronize(device)
         best = min(best, time.perf_counter() - start)
+    del a, b
+    if device == "cuda":
+        torch.cuda.empty_cache()  # on a Jetson the GPU's memory is the machine's
     return 2 * n / best
 
 
@@ -221,10 +232,58 @@ def bench_boundary(args):
     print(f"| {per_kernel * 1e6:.2f} us | {step_kernels} kernels | {step_kernels * per_kernel * 1e3:.3f} ms per token |")
 
 
+# Run in a fresh process by bench_load: loads the model and reports what that cost, as JSON.
+LOAD_PROBE = '''
+import json, sys, time
+sys.path.insert(0, sys.argv[3])
+from page_cache import cached_pages
+from awq_edge.generator import Generator
+
+def fields(path, names):
+    values = {}
+    with open(path) as file:
+        for line in file:
+            key, _, rest = line.partition(":")
+            if key in names:
+                values[key] = int(rest.split()[0]) * 1024  # kB
+    return values
+
+before = fields("/proc/meminfo", {"MemFree"})["MemFree"]
+start = time.perf_counter()
+generator = Generator(sys.argv[1], backend=sys.argv[2], max_context=256)
+seconds = time.perf_counter() - start
+after = fields("/proc/meminfo", {"MemFree"})["MemFree"]
+process = fields("/proc/self/status", {"RssAnon", "RssFile"})
+cached, total = cached_pages(sys.argv[1])
+print(json.dumps(dict(backend=generator.backend, seconds=seconds, mem_free_drop=before - after,
+                      rss_anon=process["RssAnon"], rss_file=process["RssFile"], cached=cached, pages=total)))
+'''
+
+
+def bench_load(args, path: Path):
+    """Loads the model in a fresh process, from a cold page cache for the file."""
+    if not Path("/proc/meminfo").exists():
+        print("\nload: needs Linux's /proc (skipped)")
+        return
+    drop_cached_pages(path)
+    result = subprocess.run([sys.executable, "-c", LOAD_PROBE, str(path), args.backend, str(Path(__file__).parent)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"load: loading {path} failed:\n{result.stderr[-3000:]}")
+    load = json.loads(result.stdout.strip().splitlines()[-1])
+    mib = 2**20
+    print(f"\nloading {path.name} ({path.stat().st_size / mib:.0f} MiB) on {load['backend']}, cold page cache:")
+    print("\n| load s | free memory drop MiB | process anon MiB | process file-backed MiB | file pages cached |")
+    print("|---|---|---|---|---|")
+    print(f"| {load['seconds']:.2f} | {load['mem_free_drop'] / mib:.0f} | {load['rss_anon'] / mib:.0f} | "
+          f"{load['rss_file'] / mib:.0f} | {load['cached']} of {load['pages']} "
+          f"({100 * load['cached'] / max(1, load['pages']):.0f} %) |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["linear", "decode", "prefill", "boundary"],
-                        choices=["linear", "decode", "prefill", "boundary"])
+    parser.add_argument("--parts", nargs="+", default=["linear", "decode", "prefill", "boundary", "load"],
+                        choices=["linear", "decode", "prefill", "boundary", "load"])
     parser.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES))
     parser.add_argument("--layers", type=layer_shape, nargs="+", default=LINEAR_SHAPES, metavar="NxK",
                         help="the linear part's layer shapes (default: LLaMA-2-7B's and LLaMA-3-8B's)")
@@ -246,12 +305,15 @@ def main():
         bench_linear(args, bandwidth)
     if "boundary" in args.parts:
         bench_boundary(args)
-    if {"decode", "prefill"} & set(args.parts):
-        from awq_edge.generator import Generator
+    if {"decode", "prefill", "load"} & set(args.parts):
         args.model_dir.mkdir(parents=True, exist_ok=True)
         path = args.model_dir / f"random-{args.shape}-q4_g128.awqe"
         if not path.exists():
             write_random_model(path, args.shape, "q4_g128", "f16")
+    if "load" in args.parts:
+        bench_load(args, path)
+    if {"decode", "prefill"} & set(args.parts):
+        from awq_edge.generator import Generator
         generator = Generator(str(path), backend=args.backend, max_context=max(args.contexts + [args.prompt_tokens]) + 16)
         print(f"\nawq_edge on {generator.backend}; {path.name} ({path.stat().st_size / 2**30:.2f} GiB)")
         model = transformers_model(args.shape, args.device)

@@ -18,6 +18,8 @@ holds the same kernels' arithmetic to the same bound). f16 and q8_row weights ar
 import os
 import re
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +28,9 @@ from awq_edge._awq_edge import backends
 from awq_edge.generator import Generator
 from linear_modules import SCHEMES, random_module
 from tiny_models import TINY_KINDS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from page_cache import cached_pages  # noqa: E402
 
 CUDA_COMPILED = "cuda" in backends.compiled()
 CUDA_USABLE, CUDA_REASON = backends.available("cuda") if CUDA_COMPILED else (False, "not compiled")
@@ -272,32 +277,6 @@ def test_emulated_out_of_memory_names_what_did_not_fit_and_frees_what_it_took(tm
         Generator(path, backend="cuda", max_context=64)
 
 
-def cached_pages(path, ranges) -> tuple:
-    """(cached, total): of the file's pages wholly inside the byte ranges [(offset, size), ...], how many are in
-    the kernel's page cache (mincore(2) on a fresh mapping, which touches none of them; Linux)."""
-    import ctypes
-    import mmap
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    size, page = os.path.getsize(path), mmap.PAGESIZE
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        assert address not in (None, ctypes.c_void_p(-1).value), f"mmap: {os.strerror(ctypes.get_errno())}"
-        try:
-            flags = (ctypes.c_ubyte * ((size + page - 1) // page))()
-            assert libc.mincore(address, size, flags) == 0, f"mincore: {os.strerror(ctypes.get_errno())}"
-        finally:
-            libc.munmap(address, size)
-    finally:
-        os.close(fd)
-    pages = [p for offset, length in ranges for p in range(-(-offset // page), (offset + length) // page)]
-    return sum(flags[p] & 1 for p in pages), len(pages)
-
-
 @pytest.mark.gpu
 @gpu_only
 @pytest.mark.skipif(not os.uname().sysname == "Linux", reason="mincore's page cache report and posix_fadvise: Linux")
@@ -319,7 +298,7 @@ def test_loading_leaves_the_weights_file_cached_only_beside_a_discrete_gpu(tmp_p
     with open(path, "rb") as file:
         file.read()
         os.fsync(file.fileno())  # written back: the kernel drops no page that still waits to be written
-    cached, total = cached_pages(path, weights)
+    cached, total = cached_pages(path, weights)  # pages wholly inside the q4 weights
     assert total >= 100
     if cached < total:
         pytest.skip(f"this file system keeps {cached} of the file's {total} read pages cached")
