@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from page_cache import cached_pages, drop_cached_pages  # noqa: E402
+from page_cache import drop_cached_pages  # noqa: E402
 from random_model import SHAPES, write_random_model  # noqa: E402
 
 LINEAR_SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 14336), (1024, 4096)]  # (N, K)

@@ -290,7 +290,7 @@ def test_loading_leaves_the_weights_file_cached_only_beside_a_discrete_gpu(tmp_p
     from tiny_models import save_tiny_model
     if EMULATED:
         monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_DEVICE", "" if emulated_device == "discrete" else "integrated")
-    path = tmp_path / "model.awqe"  # q4 weights of 64 to 128 KiB: 16 to 32 whole pages each
+    path = tmp_path / "model.awqe"  # q4 weights of 8 to 64 KiB: over 100 whole pages in all
     quantize_model(save_tiny_model("llama", tmp_path / "hf", hidden_size=256, intermediate_size=512),
                    path, QuantizeOptions(method="rtn", group_size=64, lm_head="int8"))
     infos = AwqeFile(path, verify=False).tensor_infos
