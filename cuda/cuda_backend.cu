@@ -278,9 +278,7 @@ class CudaBackend final : public Backend {
   // per-tensor releases in upload_linear cannot drop a cached folio (Linux may cache a file in
   // folios larger than a page) that a tensor covers only partly or that a norm's upload touched.
   void uploads_finished(const MappedFile& mapping) override {
-    if (prop_.integrated && mapping.size() > 0) {
-      mapping.release(mapping.data(), mapping.size(), MappedFile::PageCache::Drop);
-    }
+    if (prop_.integrated) mapping.release(mapping.data(), mapping.size(), MappedFile::PageCache::Drop);
   }
 
   Activation upload_vector(const TensorView& tensor) override {

@@ -236,24 +236,16 @@ def bench_boundary(args):
 LOAD_PROBE = '''
 import json, sys, time
 sys.path.insert(0, sys.argv[3])
+from bench_memory import proc_fields, rss_parts
 from page_cache import cached_pages
 from awq_edge.generator import Generator
 
-def fields(path, names):
-    values = {}
-    with open(path) as file:
-        for line in file:
-            key, _, rest = line.partition(":")
-            if key in names:
-                values[key] = int(rest.split()[0]) * 1024  # kB
-    return values
-
-before = fields("/proc/meminfo", {"MemFree"})["MemFree"]
+before = proc_fields("/proc/meminfo", ("MemFree",))["MemFree"]
 start = time.perf_counter()
 generator = Generator(sys.argv[1], backend=sys.argv[2], max_context=256)
 seconds = time.perf_counter() - start
-after = fields("/proc/meminfo", {"MemFree"})["MemFree"]
-process = fields("/proc/self/status", {"RssAnon", "RssFile"})
+after = proc_fields("/proc/meminfo", ("MemFree",))["MemFree"]
+process = rss_parts()
 cached, total = cached_pages(sys.argv[1])
 print(json.dumps(dict(backend=generator.backend, seconds=seconds, mem_free_drop=before - after,
                       rss_anon=process["RssAnon"], rss_file=process["RssFile"], cached=cached, pages=total)))

@@ -126,15 +126,20 @@ def checkpoint(workdir: Path, layers: int) -> Path:
 # ----------------------------------------------------------------------------------------------
 # one measured run (in its own process)
 
+def proc_fields(path: str, keys) -> dict:
+    """The named 'Key: N kB' fields of a /proc file (/proc/self/status, /proc/meminfo), in bytes."""
+    fields = {}
+    with open(path) as lines:
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key in keys:
+                fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
 def rss_parts() -> dict:
     """RssAnon and RssFile of this process in bytes."""
-    parts = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("RssAnon", "RssFile"):
-                parts[key] = int(value.split()[0]) * 1024
-    return parts
+    return proc_fields("/proc/self/status", ("RssAnon", "RssFile"))
 
 
 def child(model: str, method: str, output: str) -> None:
