@@ -1,37 +1,50 @@
 #!/usr/bin/env bash
 # The CUDA backend's checks and measurements on a machine with an NVIDIA GPU, in one command, for a
 # short session on a lent GPU (the issue's evidence list, issue 4): builds the package for this GPU,
-# runs the GPU tests, compute-sanitizer (memcheck, racecheck) on a subset of them, the benchmarks and
-# the tuner. Every stage writes its log under $OUT (default ./gpu-results) and the run goes on after
-# a failed stage; the summary at the end says which failed.
+# runs the GPU tests, the benchmarks, compute-sanitizer (memcheck, racecheck) on a subset of the
+# tests and the tuner. Every stage writes its log under $OUT (default ./gpu-results); the run goes on
+# after a failed stage, and summary.txt, rewritten after every stage, says which failed.
 #
-#   OUT=results bash tools/gpu_check.sh [--quick] [--stages NAME,NAME...]
+#   OUT=results bash tools/gpu_check.sh [--budget SECONDS] [--quick] [--stages NAME,NAME...]
 #
+#   --budget   the whole run's time: no stage starts with less than a minute of it left, and a stage
+#              that would run past it is stopped (TIMED OUT in the summary). The stages run in the
+#              order of what the evidence needs most, so a short budget still gives the first ones:
+#              build, GPU tests, kernel bandwidth, decode/prefill speed, memcheck, racecheck, tuner,
+#              the x-staged prefill kernel's tests, loading memory, the staged sanitizer runs.
+#              For a lent GPU with 15 minutes in all (start-up included), one call:
+#                OUT=$OUT bash tools/gpu_check.sh --budget 500      (run's timeout_s 560)
 #   --quick    no sanitizers, no tuner
-#   --stages   only these stages (names as in the summary; a prefix selects several: "sanitizer"),
-#              for a lent GPU whose calls are limited to 10 minutes each, for example
-#                1. --stages machine,build,backend,pytest-host,pytest-gpu,count-instructions
-#                2. --stages build,bench-cuda          (the build is incremental: build/{wheel_tag})
-#                3. --stages build,sanitizer-memcheck (with the staged run), later sanitizer-racecheck
-#                4. --stages build,tune-cuda,pytest-gpu-staged
+#   --stages   only these stages (names as in the summary; a prefix selects several: "sanitizer",
+#              "bench-cuda"), e.g. for a second call: --stages build,sanitizer-racecheck,tune-cuda
+#              (the build directory build/{wheel_tag} makes a repeated build incremental)
 #
 # Needs torch and transformers (baselines, tests), nvcc, nvidia-smi; compute-sanitizer if present.
-# No network: the SmolLM2 end-to-end test (it downloads its model) is not run here.
+# No network: the SmolLM2 end-to-end test (it downloads its model) is not run here. The host-only
+# checks (packing helpers, compile check, SASS instruction count) run in CI; stages pytest-host and
+# count-instructions repeat them here, last.
 set -u
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-results}
 quick=""
 stages=""
+budget=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=--quick ;;
     --stages) stages=${2:?--stages needs a comma-separated list}; shift ;;
-    *) echo "gpu_check.sh: unknown argument '$1' (expected --quick or --stages LIST)" >&2; exit 2 ;;
+    --budget)
+      budget=${2:?--budget needs a number of seconds}
+      [[ $budget =~ ^[0-9]+$ ]] || { echo "gpu_check.sh: --budget '$budget' is not a whole number of seconds" >&2; exit 2; }
+      shift ;;
+    *) echo "gpu_check.sh: unknown argument '$1' (expected --budget SECONDS, --quick or --stages LIST)" >&2; exit 2 ;;
   esac
   shift
 done
 mkdir -p "$out"
 summary=()
+started=$SECONDS
+minimum_stage_seconds=${GPU_CHECK_MINIMUM_STAGE_SECONDS:-60}  # the variable: for tests/cuda/test_gpu_check.py
 
 selected() {  # selected NAME: whether --stages names NAME or a prefix of it (all stages without --stages)
   [ -z "$stages" ] && return 0
@@ -46,43 +59,71 @@ stage() {  # stage NAME COMMAND...: runs COMMAND, output to $out/NAME.log, recor
   local name=$1
   shift
   selected "$name" || return 0
-  local start=$SECONDS
-  if "$@" > "$out/$name.log" 2>&1; then
-    summary+=("ok      $name ($((SECONDS - start)) s)")
-  else
-    summary+=("FAILED  $name ($((SECONDS - start)) s): see $out/$name.log")
+  local limit=()
+  if [ -n "$budget" ]; then
+    local left=$((budget - (SECONDS - started)))
+    [ "$left" -gt 0 ] || left=0
+    if [ "$left" -lt "$minimum_stage_seconds" ]; then
+      summary+=("skipped $name: ${left} s of the ${budget} s budget left")
+      printf '%s\n' "${summary[@]}" > "$out/summary.txt"
+      return 0
+    fi
+    limit=(timeout --kill-after=10 "$left")
   fi
+  local start=$SECONDS status=0
+  "${limit[@]}" "$@" > "$out/$name.log" 2>&1 || status=$?
+  local took="($((SECONDS - start)) s)"
+  if [ "$status" -eq 0 ]; then
+    summary+=("ok      $name $took")
+  elif [ ${#limit[@]} -gt 0 ] && { [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; }; then
+    summary+=("TIMED OUT $name $took at the end of the ${budget} s budget: see $out/$name.log")
+  else
+    summary+=("FAILED  $name $took, exit status $status: see $out/$name.log")
+  fi
+  printf '%s\n' "${summary[@]}" > "$out/summary.txt"
 }
+
+sanitize() {  # sanitize TOOL [ENV=VALUE]: compute-sanitizer TOOL on a subset of the GPU tests
+  # a subset: the sanitizers slow kernels down by 10-100x (prepared_operands and long_contexts: the
+  # kernels whose last block to finish completes the work, after atomicAdd and __threadfence; the
+  # attention block by the primitives, which the decoder does not use)
+  local tool=$1
+  shift
+  env "$@" compute-sanitizer --tool "$tool" --error-exitcode 1 python3 -m pytest -q -m gpu \
+    tests/cuda/test_cuda_backend.py tests/cpp/test_backend_operations.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed or prepared_operands or long_context or attention_block and mixed"
+}
+sanitizers=""
+if [ "$quick" != "--quick" ] && command -v compute-sanitizer > /dev/null; then
+  sanitizers=yes
+fi
+# the test shapes are too small for the x-staged prefill kernel on a big GPU: once more with it forced
+staged="AWQ_EDGE_CUDA_TUNING=gemm_strips=4,gemm_staged_always=1"
 
 stage machine bash -c 'date -u; nvidia-smi; nvcc --version; python3 -c "import torch; print(torch.__version__, torch.version.cuda)"'
 stage build pip install --no-build-isolation --no-deps -v .
 stage backend python3 -c "from awq_edge._awq_edge import backends; print(backends.compiled(), backends.available('cuda'))"
-stage pytest-host python3 -m pytest -q tests/cuda/test_q4_layout.py tests/cuda/test_kernels_compile.py
-stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda tests/cpp/test_backend_operations.py -rs
-# the test shapes are too small for the x-staged prefill kernel on a big GPU: once more with it forced
-staged="gemm_strips=4,gemm_staged_always=1"
-stage pytest-gpu-staged env AWQ_EDGE_CUDA_TUNING=$staged python3 -m pytest -q -m gpu tests/cuda/test_cuda_backend.py \
-  -k "matches_numpy or matches_transformers"
-stage count-instructions python3 tools/count_cuda_instructions.py
-if [ "$quick" != "--quick" ] && command -v compute-sanitizer > /dev/null; then
-  # a subset: the sanitizers slow kernels down by 10-100x (prepared_operands and long_contexts: the
-  # kernels whose last block to finish completes the work, after atomicAdd and __threadfence; the
-  # attention block by the primitives, which the decoder does not use)
-  subset=(-q -m gpu tests/cuda/test_cuda_backend.py tests/cpp/test_backend_operations.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed or prepared_operands or long_context or attention_block and mixed")
-  stage sanitizer-memcheck compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
-  stage sanitizer-racecheck compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
-  stage sanitizer-memcheck-staged env AWQ_EDGE_CUDA_TUNING=$staged \
-    compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
-  stage sanitizer-racecheck-staged env AWQ_EDGE_CUDA_TUNING=$staged \
-    compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m pytest "${subset[@]}"
+stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda tests/cpp/test_backend_operations.py -rs --durations=15
+stage bench-cuda-linear python3 tools/bench_cuda.py --parts linear boundary
+stage bench-cuda-decode python3 tools/bench_cuda.py --parts decode prefill
+if [ -n "$sanitizers" ]; then
+  stage sanitizer-memcheck sanitize memcheck
+  stage sanitizer-racecheck sanitize racecheck
 fi
-stage bench-cuda python3 tools/bench_cuda.py
 if [ "$quick" != "--quick" ]; then
   stage tune-cuda python3 tools/tune_cuda.py
 fi
+stage pytest-gpu-staged env $staged python3 -m pytest -q -m gpu tests/cuda/test_cuda_backend.py \
+  -k "matches_numpy or matches_transformers"
+stage bench-cuda-load python3 tools/bench_cuda.py --parts load
+if [ -n "$sanitizers" ]; then
+  stage sanitizer-memcheck-staged sanitize memcheck $staged
+  stage sanitizer-racecheck-staged sanitize racecheck $staged
+fi
+stage pytest-host python3 -m pytest -q tests/cuda/test_q4_layout.py tests/cuda/test_kernels_compile.py
+stage count-instructions python3 tools/count_cuda_instructions.py
 
 if [ ${#summary[@]} -eq 0 ]; then
   echo "gpu_check.sh: no stage matched --stages '$stages'" | tee "$out/summary.txt" >&2
   exit 2
 fi
-printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
+cat "$out/summary.txt"

@@ -1,5 +1,6 @@
-"""tools/gpu_check.sh's stage selection (the stages themselves need a GPU): --stages runs the named stages
-and those a prefix names, nothing else, and a list that names no stage is an error, not an empty success."""
+"""tools/gpu_check.sh's stage selection and time budget (the stages themselves need a GPU): --stages runs the
+named stages and those a prefix names, nothing else, and a list that names no stage is an error, not an empty
+success; --budget stops the stage that runs past it and skips the ones after, saying so in the summary."""
 import os
 import shutil
 import subprocess
@@ -35,3 +36,29 @@ def test_an_unknown_argument_is_an_error(tmp_path):
     result = run(tmp_path, "--fast")
     assert result.returncode == 2 and "unknown argument '--fast'" in result.stderr
     assert not (tmp_path / "summary.txt").exists()
+
+
+def test_a_stage_that_would_outrun_the_budget_is_stopped_and_later_stages_are_skipped(tmp_path):
+    # pytest-gpu imports torch and collects the whole GPU suite (over 10 s here) before skipping it: a 2 s
+    # budget stops it; pytest-gpu-staged then finds less than the minimum left and does not start
+    result = subprocess.run(["bash", str(SCRIPT), "--budget", "2", "--stages", "pytest-gpu"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OUT": str(tmp_path), "GPU_CHECK_MINIMUM_STAGE_SECONDS": "1"})
+    assert result.returncode == 0, result.stderr
+    first, second = (tmp_path / "summary.txt").read_text().splitlines()
+    assert first.startswith("TIMED OUT pytest-gpu (") and "at the end of the 2 s budget" in first
+    assert second.startswith("skipped pytest-gpu-staged: ") and second.endswith(" s of the 2 s budget left")
+    assert (tmp_path / "pytest-gpu.log").exists() and not (tmp_path / "pytest-gpu-staged.log").exists()
+
+
+def test_a_spent_budget_skips_every_stage_and_says_why(tmp_path):
+    result = run(tmp_path, "--budget", "0", "--stages", "backend,machine")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "summary.txt").read_text().splitlines() == [
+        "skipped machine: 0 s of the 0 s budget left", "skipped backend: 0 s of the 0 s budget left"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.txt"]
+
+
+def test_a_budget_that_is_not_a_number_is_an_error(tmp_path):
+    result = run(tmp_path, "--budget", "10m")
+    assert result.returncode == 2 and "--budget '10m' is not a whole number of seconds" in result.stderr
