@@ -7,6 +7,9 @@
 //                released after its upload (MappedFile::release), and on an integrated GPU
 //                (Jetson), where CPU and GPU share DRAM, dropped from the page cache as well, so
 //                that the weights are not held twice.
+//   embedding    of an untied model: not on the GPU but left in the file's mapping
+//                (host_embedding.h); a step's rows are gathered on the host and copied to the GPU
+//                with its token ids. AWQ_EDGE_CUDA_EMBEDDING=gpu uploads it like a weight.
 //   KV cache     fp16, per layer K and V of (capacity, nkv*D)
 //   rope tables  fp32 cos and sin (capacity, D/2), computed on the host as the CPU backend does
 //   scratch      prepared fp16 activations and group multipliers (two slots, see "the q4 kernels'
@@ -18,8 +21,8 @@
 // synchronize wait. Launch configurations come from tuning.h.
 //
 // Decode steps as CUDA graphs (Backend::begin_step / end_step): the position-dependent kernels
-// read the position, and the embedding the token ids, from a small device buffer written at the
-// start of each step, so a step's launches do not depend on them. A single-token step of a given
+// read the position, and the embedding the token ids (or its rows, gathered on the host), from a
+// small device buffer written at the start of each step, so a step's launches do not depend on them. A single-token step of a given
 // shape (key: tokens, logit rows, attention splits) runs eagerly the first time, is recorded
 // (stream capture) the second time, and is replayed with one cudaGraphLaunch from then on. Any
 // scratch buffer that moves invalidates the recordings. AWQ_EDGE_CUDA_GRAPHS=0 turns them off.
@@ -40,6 +43,7 @@
 
 #include "awq_edge/fp16.h"
 #include "awq_edge/mapped_file.h"
+#include "host_embedding.h"
 #include "kernels.h"
 #include "tuning.h"
 #include "weight_packing.h"
@@ -178,6 +182,24 @@ struct StepKey {
   }
 };
 
+// Where an untied embedding table lives: "host" (the default, the file's mapping) or "gpu".
+bool embedding_on_host() {
+  const char* text = std::getenv("AWQ_EDGE_CUDA_EMBEDDING");
+  const std::string value = text == nullptr ? "" : text;
+  if (value.empty() || value == "host") return true;
+  if (value == "gpu") return false;
+  throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_EMBEDDING='" + value +
+                              "': expected 'host' (the table stays in the file's mapping) or 'gpu'");
+}
+
+class HostEmbedding final : public LinearWeights {
+ public:
+  explicit HostEmbedding(std::shared_ptr<const cuda_layout::HostEmbeddingTable> rows) : table(std::move(rows)) {}
+  int64_t rows() const override { return table->rows(); }
+  int64_t cols() const override { return table->cols(); }
+  std::shared_ptr<const cuda_layout::HostEmbeddingTable> table;
+};
+
 bool graphs_wanted() {
   const char* text = std::getenv("AWQ_EDGE_CUDA_GRAPHS");
   return text == nullptr || std::string(text) != "0";
@@ -274,6 +296,13 @@ class CudaBackend final : public Backend {
     return linear;
   }
 
+  // Nothing on the GPU, nothing released: embed() reads rows from the mapping.
+  std::unique_ptr<LinearWeights> upload_embedding(const Module& module, const std::vector<TensorView>& tensors) override {
+    if (!embedding_on_host()) return upload_linear(module, tensors);
+    return std::make_unique<HostEmbedding>(std::make_shared<const cuda_layout::HostEmbeddingTable>(
+        module.scheme, static_cast<int64_t>(module.rows), static_cast<int64_t>(module.cols), tensors));
+  }
+
   // On an integrated GPU the whole file leaves the page cache once everything is on the GPU: the
   // per-tensor releases in upload_linear cannot drop a cached folio (Linux may cache a file in
   // folios larger than a page) that a tensor covers only partly or that a norm's upload touched.
@@ -307,6 +336,7 @@ class CudaBackend final : public Backend {
   }
 
   void embed(const LinearWeights& table, const int32_t* tokens, int64_t n, Activation& out) override {
+    if (const auto* host = dynamic_cast<const HostEmbedding*>(&table)) return embed_from_host(*host, tokens, n, out);
     const int32_t* device_tokens = step_tokens_;  // written by begin_step
     if (!in_step_ || n != step_tokens_count_) {
       auto* copy = static_cast<int32_t*>(tokens_.at_least(static_cast<size_t>(n) * 4));
@@ -669,19 +699,54 @@ class CudaBackend final : public Backend {
     cuda::attention(a, stream_);
   }
 
-  // The step state on the GPU: the first position (int64) then the step's token ids (int32), copied
-  // from pageable memory (staged by the driver before the call returns, so nothing to keep alive).
+  // The rows of a table left on the host: copied from the step state when begin_step gathered them
+  // (the copy is what a recorded step replays), else gathered and copied now.
+  void embed_from_host(const HostEmbedding& table, const int32_t* tokens, int64_t n, Activation& out) {
+    if (out.rows < n || out.cols != table.cols()) {
+      throw std::invalid_argument("[cuda] embed: " + std::to_string(n) + " rows of a table " +
+                                  shape(table.rows(), table.cols()) + " do not fit out " + shape(out.rows, out.cols));
+    }
+    step_embedding_ = table.table;  // the next steps gather their rows from it in begin_step
+    wrote(out);
+    const size_t row_bytes = static_cast<size_t>(table.cols()) * 4;
+    if (in_step_ && n == step_tokens_count_ && step_rows_table_ == table.table.get()) {
+      check(cudaMemcpy2DAsync(out.data, static_cast<size_t>(out.row_stride) * 4, step_rows_, row_bytes, row_bytes,
+                              static_cast<size_t>(n), cudaMemcpyDeviceToDevice, stream_),
+            "copying the step's embedding rows");
+      return;
+    }
+    if (capturing_) {  // a copy from host memory cannot be recorded; the decoder never gets here
+      throw std::logic_error("[cuda] embed: a step being recorded reads a table whose rows begin_step did not gather");
+    }
+    std::vector<float> rows(static_cast<size_t>(n * table.cols()));
+    table.table->gather(tokens, n, rows.data());
+    check(cudaMemcpy2DAsync(out.data, static_cast<size_t>(out.row_stride) * 4, rows.data(), row_bytes, row_bytes,
+                            static_cast<size_t>(n), cudaMemcpyHostToDevice, stream_),
+          "copying embedding rows to the GPU");
+  }
+
+  // The step state on the GPU: the first position (int64), the step's token ids (int32) and, when
+  // the last embed() read a table on the host, the tokens' rows of it (fp32, 16-byte aligned),
+  // copied from pageable memory (staged by the driver before the call returns, so nothing to keep
+  // alive).
   void write_step_state(const int32_t* tokens, int64_t n, int64_t first_position) {
-    std::vector<uint8_t> host(8 + static_cast<size_t>(n) * 4);
+    const auto table = n > 0 && tokens != nullptr ? step_embedding_.lock() : nullptr;
+    const size_t rows_offset = (8 + static_cast<size_t>(n) * 4 + 15) / 16 * 16;
+    const size_t row_floats = table ? static_cast<size_t>(table->cols()) : 0;
+    std::vector<uint8_t> host(table ? rows_offset + static_cast<size_t>(n) * row_floats * 4 : 8 + static_cast<size_t>(n) * 4);
     std::memcpy(host.data(), &first_position, 8);
     if (n > 0) std::memcpy(host.data() + 8, tokens, static_cast<size_t>(n) * 4);
+    if (table) table->gather(tokens, n, reinterpret_cast<float*>(host.data() + rows_offset));
     auto* device = static_cast<uint8_t*>(step_.at_least(std::max<size_t>(host.size(), 8 + 128 * 4)));
     check(cudaMemcpyAsync(device, host.data(), host.size(), cudaMemcpyHostToDevice, stream_),
-          "copying the step's position and token ids to the GPU");
+          table ? "copying the step's position, token ids and embedding rows to the GPU"
+                : "copying the step's position and token ids to the GPU");
     step_position_ = first_position;
     step_tokens_count_ = n;
     step_tokens_ = reinterpret_cast<const int32_t*>(device + 8);
     device_position_ = reinterpret_cast<const int64_t*>(device);
+    step_rows_ = table ? device + rows_offset : nullptr;
+    step_rows_table_ = table.get();
   }
 
   // The position as the kernels read it: the step's (recorded steps replay at any position), or
@@ -732,6 +797,9 @@ class CudaBackend final : public Backend {
   int64_t step_position_ = 0, step_tokens_count_ = 0;
   const int32_t* step_tokens_ = nullptr;
   const int64_t* device_position_ = nullptr;
+  std::weak_ptr<const cuda_layout::HostEmbeddingTable> step_embedding_;  // the table the last embed() read on the host
+  const cuda_layout::HostEmbeddingTable* step_rows_table_ = nullptr;     // whose rows the step state holds (step_rows_)
+  const uint8_t* step_rows_ = nullptr;
   int64_t kv_heads_ = 0;  // from the first attention call; decides the attention splits of a step
   PreparedSource prepared_source_;  // whose prepared form slot slot_ holds
   int slot_ = 0;

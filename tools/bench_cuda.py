@@ -30,6 +30,7 @@ a benchmark). Needs torch with CUDA and transformers for the baselines.
 import argparse
 import datetime
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -198,7 +199,9 @@ def awq_prefill_rate(generator, tokens: int) -> float:
     return tokens / best
 
 
-KERNELS_PER_LAYER, KERNELS_PER_STEP = 7, 3  # a decode step of the CUDA backend (docs/ENGINE.md, "Fusions")
+# a decode step of the CUDA backend (docs/ENGINE.md, "Fusions"): 7 per layer, then the final norm, the LM head and
+# the embedding (a kernel; for an untied table, as here, a copy of the rows the step state brought)
+KERNELS_PER_LAYER, KERNELS_PER_STEP = 7, 3
 
 
 def bench_boundary(args):
@@ -237,9 +240,12 @@ LOAD_PROBE = '''
 import json, sys, time
 sys.path.insert(0, sys.argv[3])
 from bench_memory import proc_fields, rss_parts
+from gpu_memory import GpuMemory
 from page_cache import cached_pages
 from awq_edge.generator import Generator
 
+gpu = GpuMemory()
+gpu_before = gpu.free() if gpu else None
 before = proc_fields("/proc/meminfo", ("MemFree",))["MemFree"]
 start = time.perf_counter()
 generator = Generator(sys.argv[1], backend=sys.argv[2], max_context=256)
@@ -248,28 +254,37 @@ after = proc_fields("/proc/meminfo", ("MemFree",))["MemFree"]
 process = rss_parts()
 cached, total = cached_pages(sys.argv[1])
 print(json.dumps(dict(backend=generator.backend, seconds=seconds, mem_free_drop=before - after,
+                      gpu_taken=gpu_before - gpu.free() if gpu else None,
                       rss_anon=process["RssAnon"], rss_file=process["RssFile"], cached=cached, pages=total)))
 '''
 
 
 def bench_load(args, path: Path):
-    """Loads the model in a fresh process, from a cold page cache for the file."""
+    """Loads the model in a fresh process, from a cold page cache for the file; on the CUDA backend twice: with the
+    untied embedding table left in the file's mapping (the default) and uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu)."""
     if not Path("/proc/meminfo").exists():
         print("\nload: needs Linux's /proc (skipped)")
         return
-    drop_cached_pages(path)
-    result = subprocess.run([sys.executable, "-c", LOAD_PROBE, str(path), args.backend, str(Path(__file__).parent)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"load: loading {path} failed:\n{result.stderr[-3000:]}")
-    load = json.loads(result.stdout.strip().splitlines()[-1])
     mib = 2**20
+    embeddings = ["host", "gpu"] if args.backend == "cuda" else ["-"]
+    rows = []
+    for embedding in embeddings:
+        drop_cached_pages(path)
+        environment = {**os.environ, "AWQ_EDGE_CUDA_EMBEDDING": embedding} if embedding != "-" else None
+        result = subprocess.run([sys.executable, "-c", LOAD_PROBE, str(path), args.backend, str(Path(__file__).parent)],
+                                capture_output=True, text=True, env=environment)
+        if result.returncode != 0:
+            raise SystemExit(f"load: loading {path} failed:\n{result.stderr[-3000:]}")
+        load = json.loads(result.stdout.strip().splitlines()[-1])
+        gpu = "-" if load["gpu_taken"] is None else f"{load['gpu_taken'] / mib:.0f}"
+        rows.append(f"| {embedding} | {load['seconds']:.2f} | {gpu} | {load['mem_free_drop'] / mib:.0f} | "
+                    f"{load['rss_anon'] / mib:.0f} | {load['rss_file'] / mib:.0f} | {load['cached']} of {load['pages']} "
+                    f"({100 * load['cached'] / max(1, load['pages']):.0f} %) |")
     print(f"\nloading {path.name} ({path.stat().st_size / mib:.0f} MiB) on {load['backend']}, cold page cache:")
-    print("\n| load s | free memory drop MiB | process anon MiB | process file-backed MiB | file pages cached |")
-    print("|---|---|---|---|---|")
-    print(f"| {load['seconds']:.2f} | {load['mem_free_drop'] / mib:.0f} | {load['rss_anon'] / mib:.0f} | "
-          f"{load['rss_file'] / mib:.0f} | {load['cached']} of {load['pages']} "
-          f"({100 * load['cached'] / max(1, load['pages']):.0f} %) |")
+    print("\n| embedding table | load s | GPU memory taken MiB | free memory drop MiB | process anon MiB | "
+          "process file-backed MiB | file pages cached |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
 
 
 def main():

@@ -11,7 +11,8 @@
 #              that would run past it is stopped (TIMED OUT in the summary). The stages run in the
 #              order of what the evidence needs most, so a short budget still gives the first ones:
 #              build, GPU tests, kernel bandwidth, decode/prefill speed, memcheck, racecheck, tuner,
-#              the x-staged prefill kernel's tests, loading memory, the staged sanitizer runs.
+#              the x-staged prefill kernel's tests, loading memory, decode with the embedding table
+#              uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), the staged sanitizer runs.
 #              For a lent GPU with 15 minutes in all (start-up included), one call:
 #                OUT=$OUT bash tools/gpu_check.sh --budget 500      (run's timeout_s 560)
 #   --quick    no sanitizers, no tuner
@@ -115,6 +116,9 @@ fi
 stage pytest-gpu-staged env $staged python3 -m pytest -q -m gpu tests/cuda/test_cuda_backend.py \
   -k "matches_numpy or matches_transformers"
 stage bench-cuda-load python3 tools/bench_cuda.py --parts load
+# the untied embedding table uploaded instead of read from the file's mapping: what the default costs per step
+stage bench-cuda-decode-embedding-gpu env AWQ_EDGE_CUDA_EMBEDDING=gpu python3 tools/bench_cuda.py --parts decode \
+  --contexts 128
 if [ -n "$sanitizers" ]; then
   stage sanitizer-memcheck-staged sanitize memcheck $staged
   stage sanitizer-racecheck-staged sanitize racecheck $staged

@@ -43,6 +43,10 @@ void Backend::end_step() {}
 
 void Backend::uploads_finished(const MappedFile& /*mapping*/) {}
 
+std::unique_ptr<LinearWeights> Backend::upload_embedding(const Module& module, const std::vector<TensorView>& tensors) {
+  return upload_linear(module, tensors);
+}
+
 void Backend::add_rms_norm(Activation& x, const Activation& delta, const Activation& weight,
                            float eps, Activation& out) {
   add(x, delta);

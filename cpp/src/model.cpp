@@ -67,11 +67,14 @@ Model::Model(std::shared_ptr<const ModelFile> file, std::shared_ptr<Backend> bac
   // Weights, in the backend's layout.
   std::unordered_map<std::string, Module> modules;
   for (Module& m : model_modules(metadata)) modules.emplace(m.name, m);
-  auto linear = [&](const std::string& name) {
-    const Module& module = modules.at(name);
+  auto views = [&](const Module& module) {
     std::vector<TensorView> tensors;
     for (const TensorSpec& spec : module_tensors(module)) tensors.push_back(file_->tensor(spec.name));
-    return backend_->upload_linear(module, tensors);
+    return tensors;
+  };
+  auto linear = [&](const std::string& name) {
+    const Module& module = modules.at(name);
+    return backend_->upload_linear(module, views(module));
   };
   auto vector = [&](const std::string& name) { return backend_->upload_vector(file_->tensor(name)); };
   auto bias = [&](bool present, const std::string& module) -> std::optional<Activation> {
@@ -79,7 +82,9 @@ Model::Model(std::shared_ptr<const ModelFile> file, std::shared_ptr<Backend> bac
     return vector(module + ".bias");
   };
 
-  embed_ = linear("embed");
+  // a tied table is also the LM head; otherwise only embed() reads it, a row per token
+  const Module& embedding = modules.at("embed");
+  embed_ = c.tie_word_embeddings ? linear("embed") : backend_->upload_embedding(embedding, views(embedding));
   layers_.resize(static_cast<size_t>(c.n_layers));
   for (int64_t i = 0; i < c.n_layers; ++i) {
     Layer& layer = layers_[static_cast<size_t>(i)];

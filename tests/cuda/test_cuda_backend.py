@@ -272,8 +272,10 @@ def test_emulated_out_of_memory_names_what_did_not_fit_and_frees_what_it_took(tm
         Generator(path, backend="cuda", max_context=65536)
     generator = Generator(path, backend="cuda", max_context=1024)
     assert generator.generate("Hello", max_new_tokens=4, ignore_eos=True) == expected
-    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "0.01")
-    with pytest.raises(RuntimeError, match=r"out of GPU memory: weight '.*' \(.*\) needs \d+ KiB, \d+ KiB of 11 KiB"):
+    del generator  # its memory back
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "0.005")  # layer 0's norm fits, its q weight does not
+    with pytest.raises(RuntimeError, match=r"out of GPU memory: weight 'layers\.0\.attn\.q' \(q4_g32\) needs \d+ KiB, "
+                                           r"\d+ KiB of 6 KiB"):
         Generator(path, backend="cuda", max_context=64)
 
 
@@ -310,3 +312,37 @@ def test_loading_leaves_the_weights_file_cached_only_beside_a_discrete_gpu(tmp_p
     assert cached_pages(path, weights) == ((0, total) if integrated else (total, total)), generator.backend
     expected = Generator(path, backend="cpu").generate("Hello", max_new_tokens=3, ignore_eos=True)
     assert generator.generate("Hello", max_new_tokens=3, ignore_eos=True) == expected
+
+
+def logits_of_prefill_and_decode(generator, ids, prompt):
+    return np.concatenate([generator.logits(ids[:prompt])] + [generator.logits([t]) for t in ids[prompt:]])
+
+
+@pytest.mark.gpu
+@gpu_only
+@emulated_only
+def test_an_untied_embedding_table_stays_in_the_files_mapping(tmp_path, monkeypatch):
+    """Only the embedding reads an untied table, a row per token: the backend leaves it in the file's mapping and
+    copies a step's rows with its token ids (host_embedding.h). Here a model whose fp16 table (8192 x 128, 2 MiB)
+    is most of it loads on a 4 MiB GPU, and with AWQ_EDGE_CUDA_EMBEDDING=gpu (the table uploaded like a weight)
+    needs 2 MiB more; both give the CPU backend's logits, eager, recorded and replayed decode steps alike."""
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+    path = tmp_path / "model.awqe"
+    quantize_model(save_tiny_model("llama", tmp_path / "hf", vocab_size=8192), path,
+                   QuantizeOptions(method="rtn", group_size=32, lm_head="int8"))
+    ids = np.random.default_rng(5).integers(0, 8192, 14).tolist()
+    expected = logits_of_prefill_and_decode(Generator(path, backend="cpu"), ids, prompt=8)
+    bound = 2e-2 * np.abs(expected).max() + 1e-3
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "4")
+    got = logits_of_prefill_and_decode(Generator(path, backend="cuda", max_context=64), ids, prompt=8)
+    assert np.abs(got - expected).max() <= bound
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMBEDDING", "gpu")
+    with pytest.raises(RuntimeError, match=r"out of GPU memory: an activation \(64, 8192\) needs 2\.0 MiB, \d+ KiB of 4\.0 MiB"):
+        Generator(path, backend="cuda", max_context=64)
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "6")
+    got = logits_of_prefill_and_decode(Generator(path, backend="cuda", max_context=64), ids, prompt=8)
+    assert np.abs(got - expected).max() <= bound
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMBEDDING", "pinned")
+    with pytest.raises(ValueError, match="AWQ_EDGE_CUDA_EMBEDDING='pinned': expected 'host' .* or 'gpu'"):
+        Generator(path, backend="cuda", max_context=64)

@@ -25,6 +25,7 @@ and occupancy limits, and the inline PTX that the emulator replaces (lop3, ld.gl
 host paths of fragment_math.h and tensor_core.cpp stand in). Those need a GPU (tools/gpu_check.sh).
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,20 @@ def test_tuner_prints_the_emulated_gpus_table_entry(emulated_package):
     assert run.stdout.startswith('    {"CUDA emulator on the CPU (tests only)", 8, 7, 12, 12, true, {'), run.stdout
 
 
+def test_bench_cuda_measures_loading_with_the_embedding_table_in_both_places(emulated_package, tmp_path):
+    """tools/bench_cuda.py's load part on the CUDA backend: a row with the untied embedding table left in the file's
+    mapping (the default) and one with it uploaded; the emulator has no driver to ask for GPU memory ("-")."""
+    environment = {**os.environ, "PYTHONPATH": str(emulated_package), "AWQ_EDGE_CUDA_EMULATED": "1"}
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_cuda.py"), "--parts", "load", "--backend", "cuda",
+                          "--device", "cpu", "--shape", "tiny", "--model-dir", str(tmp_path)], capture_output=True,
+                         text=True, timeout=600, env=environment)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "on cuda (CUDA emulator on the CPU" in run.stdout, run.stdout
+    for place in ("host", "gpu"):
+        assert re.search(rf"^\| {place} \| [\d.]+ \| - \| -?\d+ \| \d+ \| \d+ \| \d+ of \d+ \(\d+ %\) \|$", run.stdout,
+                         re.M), run.stdout
+
+
 @pytest.mark.slow
 def test_real_model_greedy_text_matches_the_cpu_backend(emulated_build, smollm2_path, tmp_path):
     """A short prompt and 8 greedy tokens (about a minute on the emulator: every decode step runs 210 linear
@@ -170,7 +185,8 @@ def test_a_decode_step_launches_seven_kernels_per_layer(emulated_build, tmp_path
     prepares its output for the q4 kernels; q, k and v in one launch; attention (the new keys and values
     stored, the splits merged and the output prepared for the o projection, in the same kernel); the o
     projection; RMSNorm; gate and up in one launch, which also prepares its output for the down projection;
-    the down projection. Plus the embedding, the final norm and the LM head."""
+    the down projection. Plus the final norm and the LM head; the rows of the (untied) embedding table come with
+    the step's token ids and take a copy, not a kernel (cuda/host_embedding.h)."""
     from awq_edge.quantize import QuantizeOptions, quantize_model
     from tiny_models import save_tiny_model
     overrides, group_size, repeats, tuning = KERNEL_COUNT_CASES[case]
@@ -182,7 +198,7 @@ def test_a_decode_step_launches_seven_kernels_per_layer(emulated_build, tmp_path
     environment = {**os.environ, "AWQ_EDGE_CUDA_TUNING": tuning}
     prompt = "Count the kernels of a step." * repeats
     assert kernels_per_decode_step(emulated_build / "awq-edge-run", model, prompt, environment, tmp_path) == {
-        "embed_dense": 1, "rms_norm": 2 * layers + 1, "gemv_q4": 3 * layers, "gemv_q4 (gated)": layers,
+        "rms_norm": 2 * layers + 1, "gemv_q4": 3 * layers, "gemv_q4 (gated)": layers,
         "attention": layers, "dense_linear": 1}
 
 

@@ -5,7 +5,8 @@
 //   - memory: activations, the KV cache and weights live in the backend's memory (host RAM,
 //     device memory); the decoder holds them as opaque handles and never reads their bytes.
 //   - weights: upload_linear() turns a module's file tensors into the backend's own layout
-//     (repacked, or used in place from the memory mapping when the kernels can read it).
+//     (repacked, or used in place from the memory mapping when the kernels can read it);
+//     upload_embedding() does the same for an embedding table that only embed() reads.
 //   - execution may be asynchronous: operations are issued in order and only read_logits()
 //     (and synchronize()) wait for them.
 //   - fusion: the composite operations near the end (add_rms_norm, gated_mlp, ...) have default
@@ -91,6 +92,12 @@ class Backend {
   // memory mapping, which outlives the returned object (the backend may keep the views).
   virtual std::unique_ptr<LinearWeights> upload_linear(const Module& module,
                                                        const std::vector<TensorView>& tensors) = 0;
+  // The embedding table of a model whose LM head has its own weight, so that embed() is its only
+  // use: one row per token. The default is upload_linear. A GPU backend may leave the table in the
+  // memory mapping and copy only the rows a step needs (the CUDA backend does: LLaMA-3-8B's fp16
+  // table would take 1 GiB of GPU memory for 8 KiB read per token).
+  virtual std::unique_ptr<LinearWeights> upload_embedding(const Module& module,
+                                                          const std::vector<TensorView>& tensors);
   // A vector (norm weights, biases) from an F16 or F32 tensor, as a (1, n) activation.
   virtual Activation upload_vector(const TensorView& tensor) = 0;
   // Called once after the model's last upload, with the mapping the tensors came from. A backend
