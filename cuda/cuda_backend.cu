@@ -7,9 +7,9 @@
 //                released after its upload (MappedFile::release), and on an integrated GPU
 //                (Jetson), where CPU and GPU share DRAM, dropped from the page cache as well, so
 //                that the weights are not held twice.
-//   embedding    of an untied model: not on the GPU but left in the file's mapping
-//                (host_embedding.h); a step's rows are gathered on the host and copied to the GPU
-//                with its token ids. AWQ_EDGE_CUDA_EMBEDDING=gpu uploads it like a weight.
+//   embedding    of an untied model, f16 or q8_row: not on the GPU but left in the file's mapping
+//                (host_embedding.h); a step's rows are copied as stored into the step state, sent
+//                to the GPU with its token ids. AWQ_EDGE_CUDA_EMBEDDING=gpu uploads it like a weight.
 //   KV cache     fp16, per layer K and V of (capacity, nkv*D)
 //   rope tables  fp32 cos and sin (capacity, D/2), computed on the host as the CPU backend does
 //   scratch      prepared fp16 activations and group multipliers (two slots, see "the q4 kernels'
@@ -21,7 +21,7 @@
 // synchronize wait. Launch configurations come from tuning.h.
 //
 // Decode steps as CUDA graphs (Backend::begin_step / end_step): the position-dependent kernels
-// read the position, and the embedding the token ids (or its rows, gathered on the host), from a
+// read the position, and the embedding the token ids (or the rows, staged on the host), from a
 // small device buffer written at the start of each step, so a step's launches do not depend on them. A single-token step of a given
 // shape (key: tokens, logit rows, attention splits) runs eagerly the first time, is recorded
 // (stream capture) the second time, and is replayed with one cudaGraphLaunch from then on. Any
@@ -296,9 +296,12 @@ class CudaBackend final : public Backend {
     return linear;
   }
 
-  // Nothing on the GPU, nothing released: embed() reads rows from the mapping.
+  // An f16 or q8_row table stays in the mapping (nothing uploaded, nothing released): embed() reads
+  // a step's rows from there. A q4/q3 table (not what the exporter writes) is uploaded.
   std::unique_ptr<LinearWeights> upload_embedding(const Module& module, const std::vector<TensorView>& tensors) override {
-    if (!embedding_on_host()) return upload_linear(module, tensors);
+    if (!embedding_on_host() || !cuda_layout::HostEmbeddingTable::supports(module.scheme)) {
+      return upload_linear(module, tensors);
+    }
     return std::make_unique<HostEmbedding>(std::make_shared<const cuda_layout::HostEmbeddingTable>(
         module.scheme, static_cast<int64_t>(module.rows), static_cast<int64_t>(module.cols), tensors));
   }
@@ -699,44 +702,61 @@ class CudaBackend final : public Backend {
     cuda::attention(a, stream_);
   }
 
-  // The rows of a table left on the host: copied from the step state when begin_step gathered them
-  // (the copy is what a recorded step replays), else gathered and copied now.
+  // The rows of a table left on the host, from the step state when begin_step staged them (what a
+  // recorded step replays reads them there), else staged now; then the ordinary embedding kernel
+  // with the staged rows as its table and row i for token i.
   void embed_from_host(const HostEmbedding& table, const int32_t* tokens, int64_t n, Activation& out) {
-    if (out.rows < n || out.cols != table.cols()) {
+    const cuda_layout::HostEmbeddingTable& host = *table.table;
+    if (out.rows < n || out.cols != host.cols()) {
       throw std::invalid_argument("[cuda] embed: " + std::to_string(n) + " rows of a table " +
-                                  shape(table.rows(), table.cols()) + " do not fit out " + shape(out.rows, out.cols));
+                                  shape(host.rows(), host.cols()) + " do not fit out " + shape(out.rows, out.cols));
     }
-    step_embedding_ = table.table;  // the next steps gather their rows from it in begin_step
+    step_embedding_ = table.table;  // the next steps stage their rows of it in begin_step
+    const uint8_t* state = step_state_;
+    if (!in_step_ || n != step_tokens_count_ || step_rows_table_ != &host) {
+      if (capturing_) {  // a copy from host memory cannot be recorded; the decoder never gets here
+        throw std::logic_error("[cuda] embed: a step being recorded reads a table whose rows begin_step did not stage");
+      }
+      const std::vector<uint8_t> staged = step_state(tokens, n, 0, &host);
+      auto* device = static_cast<uint8_t*>(tokens_.at_least(staged.size()));
+      check(cudaMemcpyAsync(device, staged.data(), staged.size(), cudaMemcpyHostToDevice, stream_),
+            "copying embedding rows to the GPU");
+      state = device;
+    }
+    const uint8_t* rows = state + staged_rows_offset(n);
+    DenseWeight staged_table;
+    staged_table.values = rows;
+    staged_table.int8 = host.int8();
+    staged_table.row_scales = host.int8() ? reinterpret_cast<const uint16_t*>(rows + host.scales_offset(n)) : nullptr;
+    staged_table.rows = n;
+    staged_table.cols = host.cols();
     wrote(out);
-    const size_t row_bytes = static_cast<size_t>(table.cols()) * 4;
-    if (in_step_ && n == step_tokens_count_ && step_rows_table_ == table.table.get()) {
-      check(cudaMemcpy2DAsync(out.data, static_cast<size_t>(out.row_stride) * 4, step_rows_, row_bytes, row_bytes,
-                              static_cast<size_t>(n), cudaMemcpyDeviceToDevice, stream_),
-            "copying the step's embedding rows");
-      return;
-    }
-    if (capturing_) {  // a copy from host memory cannot be recorded; the decoder never gets here
-      throw std::logic_error("[cuda] embed: a step being recorded reads a table whose rows begin_step did not gather");
-    }
-    std::vector<float> rows(static_cast<size_t>(n * table.cols()));
-    table.table->gather(tokens, n, rows.data());
-    check(cudaMemcpy2DAsync(out.data, static_cast<size_t>(out.row_stride) * 4, rows.data(), row_bytes, row_bytes,
-                            static_cast<size_t>(n), cudaMemcpyHostToDevice, stream_),
-          "copying embedding rows to the GPU");
+    embed_dense(staged_table, reinterpret_cast<const int32_t*>(state + 8 + n * 4), matrix(out.rows_view(0, n)), stream_);
   }
 
-  // The step state on the GPU: the first position (int64), the step's token ids (int32) and, when
-  // the last embed() read a table on the host, the tokens' rows of it (fp32, 16-byte aligned),
-  // copied from pageable memory (staged by the driver before the call returns, so nothing to keep
-  // alive).
-  void write_step_state(const int32_t* tokens, int64_t n, int64_t first_position) {
-    const auto table = n > 0 && tokens != nullptr ? step_embedding_.lock() : nullptr;
-    const size_t rows_offset = (8 + static_cast<size_t>(n) * 4 + 15) / 16 * 16;
-    const size_t row_floats = table ? static_cast<size_t>(table->cols()) : 0;
-    std::vector<uint8_t> host(table ? rows_offset + static_cast<size_t>(n) * row_floats * 4 : 8 + static_cast<size_t>(n) * 4);
+  // The step state: the first position (int64), the step's token ids (int32) and, when the last
+  // embed() read a table on the host, the row indices 0..n-1 (int32) and the tokens' rows of the
+  // table as host_embedding.h stages them, from staged_rows_offset(n).
+  static size_t staged_rows_offset(int64_t n) { return (8 + static_cast<size_t>(n) * 8 + 15) / 16 * 16; }
+  static std::vector<uint8_t> step_state(const int32_t* tokens, int64_t n, int64_t first_position,
+                                         const cuda_layout::HostEmbeddingTable* table) {
+    std::vector<uint8_t> host(table != nullptr ? staged_rows_offset(n) + table->staged_bytes(n)
+                                               : 8 + static_cast<size_t>(n) * 4);
     std::memcpy(host.data(), &first_position, 8);
     if (n > 0) std::memcpy(host.data() + 8, tokens, static_cast<size_t>(n) * 4);
-    if (table) table->gather(tokens, n, reinterpret_cast<float*>(host.data() + rows_offset));
+    if (table != nullptr) {
+      auto* row_indices = reinterpret_cast<int32_t*>(host.data() + 8 + n * 4);
+      for (int64_t i = 0; i < n; ++i) row_indices[i] = static_cast<int32_t>(i);
+      table->gather(tokens, n, host.data() + staged_rows_offset(n));
+    }
+    return host;
+  }
+
+  // Writes the step state to the GPU, copied from pageable memory (staged by the driver before the
+  // call returns, so nothing to keep alive).
+  void write_step_state(const int32_t* tokens, int64_t n, int64_t first_position) {
+    const auto table = n > 0 && tokens != nullptr ? step_embedding_.lock() : nullptr;
+    const std::vector<uint8_t> host = step_state(tokens, n, first_position, table.get());
     auto* device = static_cast<uint8_t*>(step_.at_least(std::max<size_t>(host.size(), 8 + 128 * 4)));
     check(cudaMemcpyAsync(device, host.data(), host.size(), cudaMemcpyHostToDevice, stream_),
           table ? "copying the step's position, token ids and embedding rows to the GPU"
@@ -745,7 +765,7 @@ class CudaBackend final : public Backend {
     step_tokens_count_ = n;
     step_tokens_ = reinterpret_cast<const int32_t*>(device + 8);
     device_position_ = reinterpret_cast<const int64_t*>(device);
-    step_rows_ = table ? device + rows_offset : nullptr;
+    step_state_ = device;
     step_rows_table_ = table.get();
   }
 
@@ -797,9 +817,9 @@ class CudaBackend final : public Backend {
   int64_t step_position_ = 0, step_tokens_count_ = 0;
   const int32_t* step_tokens_ = nullptr;
   const int64_t* device_position_ = nullptr;
+  const uint8_t* step_state_ = nullptr;
   std::weak_ptr<const cuda_layout::HostEmbeddingTable> step_embedding_;  // the table the last embed() read on the host
-  const cuda_layout::HostEmbeddingTable* step_rows_table_ = nullptr;     // whose rows the step state holds (step_rows_)
-  const uint8_t* step_rows_ = nullptr;
+  const cuda_layout::HostEmbeddingTable* step_rows_table_ = nullptr;     // whose rows the step state holds
   int64_t kv_heads_ = 0;  // from the first attention call; decides the attention splits of a step
   PreparedSource prepared_source_;  // whose prepared form slot slot_ holds
   int slot_ = 0;

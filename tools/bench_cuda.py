@@ -199,9 +199,7 @@ def awq_prefill_rate(generator, tokens: int) -> float:
     return tokens / best
 
 
-# a decode step of the CUDA backend (docs/ENGINE.md, "Fusions"): 7 per layer, then the final norm, the LM head and
-# the embedding (a kernel; for an untied table, as here, a copy of the rows the step state brought)
-KERNELS_PER_LAYER, KERNELS_PER_STEP = 7, 3
+KERNELS_PER_LAYER, KERNELS_PER_STEP = 7, 3  # a decode step of the CUDA backend (docs/ENGINE.md, "Fusions")
 
 
 def bench_boundary(args):

@@ -2,6 +2,9 @@
 depend on the values): a LLaMA-2-7B-shaped q4 model without downloading one.
 
     python tools/random_model.py OUT.awqe [--shape llama2-7b|llama3-8b|tiny] [--scheme q4_g128] [--lm-head f16]
+                                          [--embedding f16]
+
+Schemes are the file's storage schemes (docs/FORMAT.md): f16, q8_row, q{3,4}_g{32,64,128}; the LM head is untied.
 
 The tokenizer is byte-level BPE over the 256 byte values with no merges (every byte one token), so
 any text encodes; the model's vocabulary is larger, as real ones are.
@@ -36,7 +39,7 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def write_random_model(path, shape: str = "llama2-7b", scheme: str = "q4_g128", lm_head: str = "f16",
-                       seed: int = 0) -> Path:
+                       seed: int = 0, embedding: str = "f16") -> Path:
     from awq_edge.awqe import AwqeWriter, expected_tensors
     from awq_edge.models.config import ModelConfig
     from awq_edge.quantize.pipeline import tokenizer_metadata
@@ -49,7 +52,7 @@ def write_random_model(path, shape: str = "llama2-7b", scheme: str = "q4_g128", 
     metadata = {
         "format": "awqe", "architecture": config.architecture, "config": config.to_metadata(),
         "tokenizer": tokenizer_metadata(tokenizer),
-        "quantization": {"method": "rtn", "bits": bits, "group_size": group, "zero_point": True, "embedding": "f16",
+        "quantization": {"method": "rtn", "bits": bits, "group_size": group, "zero_point": True, "embedding": embedding,
                          "lm_head": lm_head, "overrides": {}},
         "provenance": {"tool": "awq_edge", "tool_version": "bench", "source_model": f"random {shape}",
                        "source_format": "none", "calibration": None},
@@ -71,14 +74,26 @@ def write_random_model(path, shape: str = "llama2-7b", scheme: str = "q4_g128", 
     return Path(path)
 
 
+def storage_scheme(text: str) -> str:
+    from awq_edge.awqe.format import FormatError
+    from awq_edge.awqe.schemes import parse_scheme
+    try:
+        parse_scheme(text)
+    except FormatError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llama2-7b")
-    parser.add_argument("--scheme", default="q4_g128")
-    parser.add_argument("--lm-head", default="f16", choices=["f16", "int8", "int4"])
+    parser.add_argument("--scheme", default="q4_g128", choices=[f"q{b}_g{g}" for b in (3, 4) for g in (32, 64, 128)],
+                        help="the layers' scheme")
+    parser.add_argument("--lm-head", default="f16", type=storage_scheme)
+    parser.add_argument("--embedding", default="f16", type=storage_scheme)
     args = parser.parse_args()
-    path = write_random_model(args.out, args.shape, args.scheme, args.lm_head)
+    path = write_random_model(args.out, args.shape, args.scheme, args.lm_head, embedding=args.embedding)
     print(f"wrote {path} ({path.stat().st_size / 2**30:.2f} GiB)", file=sys.stderr)
 
 

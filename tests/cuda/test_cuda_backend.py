@@ -31,6 +31,7 @@ from tiny_models import TINY_KINDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from page_cache import cached_pages  # noqa: E402
+from random_model import write_random_model  # noqa: E402
 
 CUDA_COMPILED = "cuda" in backends.compiled()
 CUDA_USABLE, CUDA_REASON = backends.available("cuda") if CUDA_COMPILED else (False, "not compiled")
@@ -323,7 +324,7 @@ def logits_of_prefill_and_decode(generator, ids, prompt):
 @emulated_only
 def test_an_untied_embedding_table_stays_in_the_files_mapping(tmp_path, monkeypatch):
     """Only the embedding reads an untied table, a row per token: the backend leaves it in the file's mapping and
-    copies a step's rows with its token ids (host_embedding.h). Here a model whose fp16 table (8192 x 128, 2 MiB)
+    sends a step's rows with its token ids (host_embedding.h). Here a model whose fp16 table (8192 x 128, 2 MiB)
     is most of it loads on a 4 MiB GPU, and with AWQ_EDGE_CUDA_EMBEDDING=gpu (the table uploaded like a weight)
     needs 2 MiB more; both give the CPU backend's logits, eager, recorded and replayed decode steps alike."""
     from awq_edge.quantize import QuantizeOptions, quantize_model
@@ -346,3 +347,25 @@ def test_an_untied_embedding_table_stays_in_the_files_mapping(tmp_path, monkeypa
     monkeypatch.setenv("AWQ_EDGE_CUDA_EMBEDDING", "pinned")
     with pytest.raises(ValueError, match="AWQ_EDGE_CUDA_EMBEDDING='pinned': expected 'host' .* or 'gpu'"):
         Generator(path, backend="cuda", max_context=64)
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("embedding", ["f16", "q8_row", "q4_g64"])
+def test_an_untied_embedding_table_gives_the_same_logits_in_the_mapping_as_uploaded(tmp_path, monkeypatch, embedding):
+    """f16 and q8_row tables stay in the file's mapping (a step's rows sent as stored, read by the same embedding
+    kernel), a q4 one is uploaded either way: the logits are bitwise those with the table uploaded
+    (AWQ_EDGE_CUDA_EMBEDDING=gpu), through prefill chunks, eager, recorded and replayed decode steps, and agree
+    with the CPU backend."""
+    path = write_random_model(tmp_path / "model.awqe", "tiny", "q4_g64", lm_head="q8_row", embedding=embedding)
+    ids = np.random.default_rng(7).integers(0, 512, 40).tolist()
+
+    def run(place):
+        monkeypatch.setenv("AWQ_EDGE_CUDA_EMBEDDING", place)
+        generator = Generator(path, backend="cuda", prefill_chunk=16)
+        return logits_of_prefill_and_decode(generator, ids, prompt=34)
+
+    in_mapping, uploaded = run("host"), run("gpu")
+    assert np.array_equal(in_mapping, uploaded)
+    expected = logits_of_prefill_and_decode(Generator(path, backend="cpu"), ids, prompt=34)
+    assert np.abs(in_mapping - expected).max() <= 2e-2 * np.abs(expected).max() + 1e-3

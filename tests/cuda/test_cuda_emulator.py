@@ -185,8 +185,7 @@ def test_a_decode_step_launches_seven_kernels_per_layer(emulated_build, tmp_path
     prepares its output for the q4 kernels; q, k and v in one launch; attention (the new keys and values
     stored, the splits merged and the output prepared for the o projection, in the same kernel); the o
     projection; RMSNorm; gate and up in one launch, which also prepares its output for the down projection;
-    the down projection. Plus the final norm and the LM head; the rows of the (untied) embedding table come with
-    the step's token ids and take a copy, not a kernel (cuda/host_embedding.h)."""
+    the down projection. Plus the embedding, the final norm and the LM head."""
     from awq_edge.quantize import QuantizeOptions, quantize_model
     from tiny_models import save_tiny_model
     overrides, group_size, repeats, tuning = KERNEL_COUNT_CASES[case]
@@ -198,7 +197,7 @@ def test_a_decode_step_launches_seven_kernels_per_layer(emulated_build, tmp_path
     environment = {**os.environ, "AWQ_EDGE_CUDA_TUNING": tuning}
     prompt = "Count the kernels of a step." * repeats
     assert kernels_per_decode_step(emulated_build / "awq-edge-run", model, prompt, environment, tmp_path) == {
-        "rms_norm": 2 * layers + 1, "gemv_q4": 3 * layers, "gemv_q4 (gated)": layers,
+        "embed_dense": 1, "rms_norm": 2 * layers + 1, "gemv_q4": 3 * layers, "gemv_q4 (gated)": layers,
         "attention": layers, "dense_linear": 1}
 
 
