@@ -22,10 +22,11 @@
 //
 // Decode steps as CUDA graphs (Backend::begin_step / end_step): the position-dependent kernels
 // read the position, and the embedding the token ids (or the rows, staged on the host), from a
-// small device buffer written at the start of each step, so a step's launches do not depend on them. A single-token step of a given
-// shape (key: tokens, logit rows, attention splits) runs eagerly the first time, is recorded
-// (stream capture) the second time, and is replayed with one cudaGraphLaunch from then on. Any
-// scratch buffer that moves invalidates the recordings. AWQ_EDGE_CUDA_GRAPHS=0 turns them off.
+// small device buffer written at the start of each step, so a step's launches do not depend on
+// them. A single-token step of a given shape (key: tokens, logit rows, attention splits) runs
+// eagerly the first time, is recorded (stream capture) the second time, and is replayed with one
+// cudaGraphLaunch from then on. Any scratch buffer that moves invalidates the recordings.
+// AWQ_EDGE_CUDA_GRAPHS=0 turns them off.
 #include "cuda_backend.h"
 
 #include <cmath>
