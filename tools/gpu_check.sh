@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend's checks and measurements on a machine with an NVIDIA GPU, in one command, for a
 # short session on a lent GPU (the issue's evidence list, issue 4): builds the package for this GPU,
-# runs the GPU tests, the benchmarks, compute-sanitizer (memcheck, racecheck) on a subset of the
+# runs the benchmarks, the GPU tests, compute-sanitizer (memcheck, racecheck) on a subset of the
 # tests and the tuner. Every stage writes its log under $OUT (default ./gpu-results); the run goes on
 # after a failed stage, and summary.txt, rewritten after every stage, says which failed.
 #
@@ -10,7 +10,7 @@
 #   --budget   the whole run's time: no stage starts with less than a minute of it left, and a stage
 #              that would run past it is stopped (TIMED OUT in the summary). The stages run in the
 #              order of what the evidence needs most, so a short budget still gives the first ones:
-#              build, GPU tests, kernel bandwidth, decode/prefill speed, memcheck, racecheck, tuner,
+#              build, kernel bandwidth, decode/prefill speed, GPU tests, memcheck, racecheck, tuner,
 #              the x-staged prefill kernel's tests, loading memory, decode with the embedding table
 #              uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), the staged sanitizer runs.
 #              For a lent GPU with 15 minutes in all (start-up included), one call:
@@ -103,9 +103,11 @@ staged="AWQ_EDGE_CUDA_TUNING=gemm_strips=4,gemm_staged_always=1"
 stage machine bash -c 'date -u; nvidia-smi; nvcc --version; python3 -c "import torch; print(torch.__version__, torch.version.cuda)"'
 stage build pip install --no-build-isolation --no-deps -v .
 stage backend python3 -c "from awq_edge._awq_edge import backends; print(backends.compiled(), backends.available('cuda'))"
-stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda tests/cpp/test_backend_operations.py -rs --durations=15
+# the benchmarks first: the speed targets are what no emulator can check (the GPU tests pass on it), and a
+# kernel that breaks on the GPU breaks them too
 stage bench-cuda-linear python3 tools/bench_cuda.py --parts linear boundary
 stage bench-cuda-decode python3 tools/bench_cuda.py --parts decode prefill
+stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda tests/cpp/test_backend_operations.py -rs --durations=15
 if [ -n "$sanitizers" ]; then
   stage sanitizer-memcheck sanitize memcheck
   stage sanitizer-racecheck sanitize racecheck
