@@ -20,7 +20,9 @@
 #              "bench-cuda"), e.g. for a second call: --stages build,sanitizer-racecheck,tune-cuda
 #              (the build directory build/{wheel_tag} makes a repeated build incremental)
 #
-# Needs torch and transformers (baselines, tests), nvcc, nvidia-smi; compute-sanitizer if present.
+# Needs torch and transformers (baselines, tests), nvcc, nvidia-smi; compute-sanitizer (on PATH, beside
+# nvcc or in /usr/local/cuda/bin) if present. A selected stage that cannot run is in the summary as
+# skipped, with the reason.
 # No network: the SmolLM2 end-to-end test (it downloads its model) is not run here. The host-only
 # checks (packing helpers, compile check, SASS instruction count) run in CI; stages pytest-host and
 # count-instructions repeat them here, last.
@@ -90,13 +92,31 @@ sanitize() {  # sanitize TOOL [ENV=VALUE]: compute-sanitizer TOOL on a subset of
   # attention block by the primitives, which the decoder does not use)
   local tool=$1
   shift
-  env "$@" compute-sanitizer --tool "$tool" --error-exitcode 1 python3 -m pytest -q -m gpu \
+  env "$@" "$sanitizer" --tool "$tool" --error-exitcode 1 python3 -m pytest -q -m gpu \
     tests/cuda/test_cuda_backend.py tests/cpp/test_backend_operations.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed or prepared_operands or long_context or attention_block and mixed"
 }
-sanitizers=""
-if [ "$quick" != "--quick" ] && command -v compute-sanitizer > /dev/null; then
-  sanitizers=yes
+skipped() {  # skipped NAME REASON: records a selected stage that does not run, and why
+  selected "$1" || return 0
+  summary+=("skipped $1: $2")
+  printf '%s\n' "${summary[@]}" > "$out/summary.txt"
+}
+# compute-sanitizer: on PATH, else beside nvcc, else in /usr/local/cuda/bin
+sanitizer=$(command -v compute-sanitizer || true)
+for candidate in "$(dirname "$(readlink -f "$(command -v nvcc || echo /nonexistent)")")/compute-sanitizer" \
+                 /usr/local/cuda/bin/compute-sanitizer; do
+  [ -z "$sanitizer" ] && [ -x "$candidate" ] && sanitizer=$candidate
+done
+sanitizers_missing=""
+if [ "$quick" = "--quick" ]; then
+  sanitizers_missing="--quick"
+elif [ -z "$sanitizer" ]; then
+  sanitizers_missing="compute-sanitizer is neither on PATH nor beside nvcc nor in /usr/local/cuda/bin"
 fi
+sanitizer_stage() {  # sanitizer_stage NAME TOOL [ENV=VALUE]
+  local name=$1
+  shift
+  if [ -n "$sanitizers_missing" ]; then skipped "$name" "$sanitizers_missing"; else stage "$name" sanitize "$@"; fi
+}
 # the test shapes are too small for the x-staged prefill kernel on a big GPU: once more with it forced
 staged="AWQ_EDGE_CUDA_TUNING=gemm_strips=4,gemm_staged_always=1"
 
@@ -108,12 +128,12 @@ stage backend python3 -c "from awq_edge._awq_edge import backends; print(backend
 stage bench-cuda-linear python3 tools/bench_cuda.py --parts linear boundary
 stage bench-cuda-decode python3 tools/bench_cuda.py --parts decode prefill
 stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda tests/cpp/test_backend_operations.py -rs --durations=15
-if [ -n "$sanitizers" ]; then
-  stage sanitizer-memcheck sanitize memcheck
-  stage sanitizer-racecheck sanitize racecheck
-fi
+sanitizer_stage sanitizer-memcheck memcheck
+sanitizer_stage sanitizer-racecheck racecheck
 if [ "$quick" != "--quick" ]; then
   stage tune-cuda python3 tools/tune_cuda.py
+else
+  skipped tune-cuda --quick
 fi
 stage pytest-gpu-staged env $staged python3 -m pytest -q -m gpu tests/cuda/test_cuda_backend.py \
   -k "matches_numpy or matches_transformers"
@@ -121,10 +141,8 @@ stage bench-cuda-load python3 tools/bench_cuda.py --parts load
 # the untied embedding table uploaded instead of read from the file's mapping: what the default costs per step
 stage bench-cuda-decode-embedding-gpu env AWQ_EDGE_CUDA_EMBEDDING=gpu python3 tools/bench_cuda.py --parts decode \
   --contexts 128
-if [ -n "$sanitizers" ]; then
-  stage sanitizer-memcheck-staged sanitize memcheck $staged
-  stage sanitizer-racecheck-staged sanitize racecheck $staged
-fi
+sanitizer_stage sanitizer-memcheck-staged memcheck $staged
+sanitizer_stage sanitizer-racecheck-staged racecheck $staged
 stage pytest-host python3 -m pytest -q tests/cuda/test_q4_layout.py tests/cuda/test_kernels_compile.py
 stage count-instructions python3 tools/count_cuda_instructions.py
 

@@ -62,3 +62,32 @@ def test_a_spent_budget_skips_every_stage_and_says_why(tmp_path):
 def test_a_budget_that_is_not_a_number_is_an_error(tmp_path):
     result = run(tmp_path, "--budget", "10m")
     assert result.returncode == 2 and "--budget '10m' is not a whole number of seconds" in result.stderr
+
+
+def test_quick_skips_the_sanitizers_and_the_tuner_and_says_so(tmp_path):
+    result = run(tmp_path, "--quick", "--stages", "sanitizer-racecheck,tune")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "summary.txt").read_text().splitlines() == [
+        "skipped sanitizer-racecheck: --quick", "skipped tune-cuda: --quick", "skipped sanitizer-racecheck-staged: --quick"]
+
+
+def test_the_sanitizer_beside_nvcc_runs_the_test_subset(tmp_path):
+    """A toolkit whose bin/ is not on PATH, only a link to its nvcc: compute-sanitizer is found beside the nvcc the
+    link points to (a stand-in that records its arguments)."""
+    toolkit, on_path, out = tmp_path / "cuda" / "bin", tmp_path / "path", tmp_path / "out"
+    toolkit.mkdir(parents=True)
+    on_path.mkdir()
+    (toolkit / "nvcc").write_text("#!/bin/sh\nexit 0\n")
+    (toolkit / "compute-sanitizer").write_text('#!/bin/sh\necho "sanitizer called with: $*"\n')
+    for tool in ("nvcc", "compute-sanitizer"):
+        (toolkit / tool).chmod(0o755)
+    (on_path / "nvcc").symlink_to(toolkit / "nvcc")
+    path = os.pathsep.join([str(on_path)] + [p for p in os.environ["PATH"].split(os.pathsep)
+                                             if not (Path(p) / "compute-sanitizer").exists()])
+    result = subprocess.run(["bash", str(SCRIPT), "--stages", "sanitizer-memcheck-staged"], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "OUT": str(out), "PATH": path})
+    assert result.returncode == 0, result.stderr
+    assert (out / "summary.txt").read_text().startswith("ok      sanitizer-memcheck-staged (")
+    log = (out / "sanitizer-memcheck-staged.log").read_text()
+    assert log.startswith("sanitizer called with: --tool memcheck --error-exitcode 1 python3 -m pytest -q -m gpu "), log
+    assert "long_context" in log
