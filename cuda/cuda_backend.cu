@@ -713,7 +713,7 @@ class CudaBackend final : public Backend {
                                   shape(host.rows(), host.cols()) + " do not fit out " + shape(out.rows, out.cols));
     }
     step_embedding_ = table.table;  // the next steps stage their rows of it in begin_step
-    const uint8_t* state = step_state_;
+    const auto* state = reinterpret_cast<const uint8_t*>(device_position_);  // the step state begins with it
     if (!in_step_ || n != step_tokens_count_ || step_rows_table_ != &host) {
       if (capturing_) {  // a copy from host memory cannot be recorded; the decoder never gets here
         throw std::logic_error("[cuda] embed: a step being recorded reads a table whose rows begin_step did not stage");
@@ -732,21 +732,22 @@ class CudaBackend final : public Backend {
     staged_table.rows = n;
     staged_table.cols = host.cols();
     wrote(out);
-    embed_dense(staged_table, reinterpret_cast<const int32_t*>(state + 8 + n * 4), matrix(out.rows_view(0, n)), stream_);
+    embed_dense(staged_table, reinterpret_cast<const int32_t*>(state + row_indices_offset(n)), matrix(out.rows_view(0, n)),
+                stream_);
   }
 
   // The step state: the first position (int64), the step's token ids (int32) and, when the last
   // embed() read a table on the host, the row indices 0..n-1 (int32) and the tokens' rows of the
   // table as host_embedding.h stages them, from staged_rows_offset(n).
-  static size_t staged_rows_offset(int64_t n) { return (8 + static_cast<size_t>(n) * 8 + 15) / 16 * 16; }
+  static size_t row_indices_offset(int64_t n) { return 8 + static_cast<size_t>(n) * 4; }
+  static size_t staged_rows_offset(int64_t n) { return (row_indices_offset(n) + static_cast<size_t>(n) * 4 + 15) / 16 * 16; }
   static std::vector<uint8_t> step_state(const int32_t* tokens, int64_t n, int64_t first_position,
                                          const cuda_layout::HostEmbeddingTable* table) {
-    std::vector<uint8_t> host(table != nullptr ? staged_rows_offset(n) + table->staged_bytes(n)
-                                               : 8 + static_cast<size_t>(n) * 4);
+    std::vector<uint8_t> host(table != nullptr ? staged_rows_offset(n) + table->staged_bytes(n) : row_indices_offset(n));
     std::memcpy(host.data(), &first_position, 8);
     if (n > 0) std::memcpy(host.data() + 8, tokens, static_cast<size_t>(n) * 4);
     if (table != nullptr) {
-      auto* row_indices = reinterpret_cast<int32_t*>(host.data() + 8 + n * 4);
+      auto* row_indices = reinterpret_cast<int32_t*>(host.data() + row_indices_offset(n));
       for (int64_t i = 0; i < n; ++i) row_indices[i] = static_cast<int32_t>(i);
       table->gather(tokens, n, host.data() + staged_rows_offset(n));
     }
@@ -766,7 +767,6 @@ class CudaBackend final : public Backend {
     step_tokens_count_ = n;
     step_tokens_ = reinterpret_cast<const int32_t*>(device + 8);
     device_position_ = reinterpret_cast<const int64_t*>(device);
-    step_state_ = device;
     step_rows_table_ = table.get();
   }
 
@@ -818,7 +818,6 @@ class CudaBackend final : public Backend {
   int64_t step_position_ = 0, step_tokens_count_ = 0;
   const int32_t* step_tokens_ = nullptr;
   const int64_t* device_position_ = nullptr;
-  const uint8_t* step_state_ = nullptr;
   std::weak_ptr<const cuda_layout::HostEmbeddingTable> step_embedding_;  // the table the last embed() read on the host
   const cuda_layout::HostEmbeddingTable* step_rows_table_ = nullptr;     // whose rows the step state holds
   int64_t kv_heads_ = 0;  // from the first attention call; decides the attention splits of a step

@@ -112,6 +112,10 @@ def test_cuda_agrees_with_cpu_reference_kernels_on_real_layer_shapes():
 RELATIVE, ABSOLUTE = 2e-2, 1e-3
 
 
+def logits_of_prefill_and_decode(generator, ids, prompt):
+    return np.concatenate([generator.logits(ids[:prompt])] + [generator.logits([t]) for t in ids[prompt:]])
+
+
 def assert_prefill_and_decode_match_transformers(generator, path, prompt: int, total: int, seed: int):
     """Logits of a `prompt`-token prefill and the decode steps up to `total` tokens against transformers
     running the file's dequantized weights in float32."""
@@ -122,7 +126,7 @@ def assert_prefill_and_decode_match_transformers(generator, path, prompt: int, t
     model, _ = load_awqe_as_transformers(path)
     with torch.no_grad():
         expected = model(torch.tensor([ids])).logits[0].numpy()
-    got = np.concatenate([generator.logits(ids[:prompt])] + [generator.logits([t]) for t in ids[prompt:]])
+    got = logits_of_prefill_and_decode(generator, ids, prompt)
     bound = RELATIVE * np.abs(expected).max() + ABSOLUTE
     error = np.abs(got - expected).max()
     assert error <= bound, f"{path}: max |diff| {error:.3g} > {bound:.3g}"
@@ -315,10 +319,6 @@ def test_loading_leaves_the_weights_file_cached_only_beside_a_discrete_gpu(tmp_p
     assert generator.generate("Hello", max_new_tokens=3, ignore_eos=True) == expected
 
 
-def logits_of_prefill_and_decode(generator, ids, prompt):
-    return np.concatenate([generator.logits(ids[:prompt])] + [generator.logits([t]) for t in ids[prompt:]])
-
-
 @pytest.mark.gpu
 @gpu_only
 @emulated_only
@@ -334,7 +334,7 @@ def test_an_untied_embedding_table_stays_in_the_files_mapping(tmp_path, monkeypa
                    QuantizeOptions(method="rtn", group_size=32, lm_head="int8"))
     ids = np.random.default_rng(5).integers(0, 8192, 14).tolist()
     expected = logits_of_prefill_and_decode(Generator(path, backend="cpu"), ids, prompt=8)
-    bound = 2e-2 * np.abs(expected).max() + 1e-3
+    bound = RELATIVE * np.abs(expected).max() + ABSOLUTE
     monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "4")
     got = logits_of_prefill_and_decode(Generator(path, backend="cuda", max_context=64), ids, prompt=8)
     assert np.abs(got - expected).max() <= bound
@@ -368,4 +368,4 @@ def test_an_untied_embedding_table_gives_the_same_logits_in_the_mapping_as_uploa
     in_mapping, uploaded = run("host"), run("gpu")
     assert np.array_equal(in_mapping, uploaded)
     expected = logits_of_prefill_and_decode(Generator(path, backend="cpu"), ids, prompt=34)
-    assert np.abs(in_mapping - expected).max() <= 2e-2 * np.abs(expected).max() + 1e-3
+    assert np.abs(in_mapping - expected).max() <= RELATIVE * np.abs(expected).max() + ABSOLUTE
