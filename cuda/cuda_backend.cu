@@ -33,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -46,6 +47,7 @@
 #include "awq_edge/mapped_file.h"
 #include "host_embedding.h"
 #include "kernels.h"
+#include "q4_layout.h"
 #include "tuning.h"
 #include "weight_packing.h"
 
@@ -266,6 +268,7 @@ class CudaBackend final : public Backend {
       w.blocks = packed.blocks;
       w.groups = packed.groups;
       w.group_shift = packed.group_size == 32 ? 0 : packed.group_size == 64 ? 1 : 2;
+      w.fp16_accumulation_safe = cuda_layout::fp16_accumulation_safe(packed.largest_scale, packed.group_size);
       const int group_size = static_cast<int>(packed.group_size);
       q4_group_size_ = q4_group_size_ < 0 || q4_group_size_ == group_size ? group_size : 0;
       linear->grouped = true;
@@ -387,11 +390,11 @@ class CudaBackend final : public Backend {
     if (!w.grouped) return dense_linear(w.dense_weight, matrix(x), b, matrix(out), stream_);
     const GroupedWeight& g = w.grouped_weight;
     if (x.rows <= 8) {
-      const DecodeOperand operand = decode_operand(x, static_cast<int>(g.group_size));
+      const PreparedOperand operand = decode_operand(x, static_cast<int>(g.group_size));
       gemv_q4(g, operand.prepared, operand.multipliers, x.rows, b, matrix(out),
               gemv_warps(config_, g.strips, prop_.multiProcessorCount), stream_);
     } else {
-      gemm_prepared(g, prefill_operand(x), x.rows, b, out);
+      gemm_prepared(g, prefill_operand(x, fp16_accumulation_group({&g})), x.rows, b, out);
     }
   }
 
@@ -416,11 +419,12 @@ class CudaBackend final : public Backend {
     };
     for (int i = 0; i < 3; ++i) wrote(*outs[i]);
     if (x.rows > 8) {
-      const uint16_t* prepared = prefill_operand(x);
-      for (int i = 0; i < 3; ++i) gemm_prepared(weights[i]->grouped_weight, prepared, x.rows, bias_data(biases[i]), *outs[i]);
+      const PreparedOperand operand = prefill_operand(x, fp16_accumulation_group({&weights[0]->grouped_weight,
+          &weights[1]->grouped_weight, &weights[2]->grouped_weight}));
+      for (int i = 0; i < 3; ++i) gemm_prepared(weights[i]->grouped_weight, operand, x.rows, bias_data(biases[i]), *outs[i]);
       return;
     }
-    const DecodeOperand operand = decode_operand(x, static_cast<int>(weights[0]->grouped_weight.group_size));
+    const PreparedOperand operand = decode_operand(x, static_cast<int>(weights[0]->grouped_weight.group_size));
     GemvOutputs outputs;
     int64_t strips = 0;
     for (int i = 0; i < 3; ++i) {
@@ -492,7 +496,7 @@ class CudaBackend final : public Backend {
     if (!fusable) return Backend::gated_mlp(gate_w, up_w, gate_bias, up_bias, x, gate, up, out);
     const GroupedWeight& gw = g.grouped_weight;
     wrote(out);
-    const DecodeOperand operand = decode_operand(x, static_cast<int>(gw.group_size));
+    const PreparedOperand operand = decode_operand(x, static_cast<int>(gw.group_size));
     // the down projection's operand too, into the other slot: this launch reads x's from the current
     const PreparedOutput prepared_y = prepares(out, 1 - slot_);
     unsigned* counters = prepared_y.data == nullptr ? nullptr
@@ -597,7 +601,7 @@ class CudaBackend final : public Backend {
     int64_t rows = 0, cols = 0, row_stride = 0;
     int group_size = 0;
   };
-  struct DecodeOperand {
+  struct PreparedOperand {
     uint16_t* prepared;
     float* multipliers;
   };
@@ -620,16 +624,16 @@ class CudaBackend final : public Backend {
   }
 
   // Slot `slot`'s buffers, large enough for (rows, cols) with group_size.
-  DecodeOperand slot_operand(int slot, int64_t rows, int64_t cols, int group_size) {
-    return DecodeOperand{
+  PreparedOperand slot_operand(int slot, int64_t rows, int64_t cols, int group_size) {
+    return PreparedOperand{
         static_cast<uint16_t*>(prepared_[slot].at_least(static_cast<size_t>(rows * cols) * 2)),
         static_cast<float*>(multipliers_[slot].at_least(static_cast<size_t>(rows * (cols / group_size)) * 4))};
   }
 
   // x (<= 8 rows) prepared for the decode kernels with group_size: as recorded, or prepared now.
-  DecodeOperand decode_operand(const Activation& x, int group_size) {
+  PreparedOperand decode_operand(const Activation& x, int group_size) {
     const PreparedSource& p = prepared_source_;
-    const DecodeOperand operand = slot_operand(slot_, x.rows, x.cols, group_size);
+    const PreparedOperand operand = slot_operand(slot_, x.rows, x.cols, group_size);
     if (p.data == x.data && p.rows == x.rows && p.cols == x.cols && p.row_stride == x.row_stride &&
         p.group_size == group_size) {
       return operand;
@@ -639,12 +643,28 @@ class CudaBackend final : public Backend {
     return operand;
   }
 
-  // x (> 8 rows) prepared unscaled for the prefill kernels (overwrites whatever was recorded).
-  const uint16_t* prefill_operand(const Activation& x) {
+  // The group size for which the prefill kernels read x scaled and sum in fp16 (the tuning asks for
+  // fp16 accumulation and every weight's scales allow it; the weights share a group size), else 0.
+  int fp16_accumulation_group(std::initializer_list<const GroupedWeight*> weights) const {
+    if (!config_.gemm_fp16_accumulate) return 0;
+    for (const GroupedWeight* w : weights) {
+      if (!w->fp16_accumulation_safe) return 0;
+    }
+    return static_cast<int>((*weights.begin())->group_size);
+  }
+
+  // x (> 8 rows) prepared for the prefill kernels (overwrites whatever was recorded): scaled for
+  // group_size with multipliers (fp16 accumulation), or unscaled without (group_size 0).
+  PreparedOperand prefill_operand(const Activation& x, int group_size) {
     forget_prepared();
+    if (group_size > 0) {
+      const PreparedOperand operand = slot_operand(slot_, x.rows, x.cols, group_size);
+      prepare_activations(matrix(x), group_size, true, operand.prepared, operand.multipliers, stream_);
+      return operand;
+    }
     auto* prepared = static_cast<uint16_t*>(prepared_[slot_].at_least(static_cast<size_t>(x.rows * x.cols) * 2));
     prepare_activations(matrix(x), 32, false, prepared, nullptr, stream_);
-    return prepared;
+    return PreparedOperand{prepared, nullptr};
   }
 
   // Where a kernel writing `out` (<= 8 rows) also writes out's prepared form, in slot `slot`
@@ -654,17 +674,18 @@ class CudaBackend final : public Backend {
   PreparedOutput prepares(const Activation& out, int slot, bool divides = true) {
     const int g = q4_group_size_;
     if (g <= 0 || out.rows > 8 || out.cols % g != 0 || !divides) return PreparedOutput{};
-    const DecodeOperand operand = slot_operand(slot, out.rows, out.cols, g);
+    const PreparedOperand operand = slot_operand(slot, out.rows, out.cols, g);
     slot_ = slot;
     record_prepared(out, g);
     return PreparedOutput{operand.prepared, operand.multipliers, g};
   }
 
-  // out = x W^T + bias for m > 8 tokens of x prepared unscaled: the x-staged or the split-K kernel.
-  void gemm_prepared(const GroupedWeight& g, const uint16_t* prepared, int64_t m, const float* bias, Activation& out) {
+  // out = x W^T + bias for m > 8 tokens of x as prefill_operand prepared it: the x-staged or the
+  // split-K kernel.
+  void gemm_prepared(const GroupedWeight& g, const PreparedOperand& x, int64_t m, const float* bias, Activation& out) {
     const int strips = gemm_strips_per_block(config_, g.strips, m, prop_.multiProcessorCount);
-    if (strips > 1) gemm_q4_staged(g, prepared, m, bias, matrix(out), strips, stream_);
-    else gemm_q4(g, prepared, m, bias, matrix(out), config_.gemm_warps, stream_);
+    if (strips > 1) gemm_q4_staged(g, x.prepared, x.multipliers, m, bias, matrix(out), strips, stream_);
+    else gemm_q4(g, x.prepared, x.multipliers, m, bias, matrix(out), config_.gemm_warps, stream_);
   }
 
   // With rope: q rotated as the kernel reads it. With new_k, new_v: the kernel stores them into the

@@ -92,6 +92,18 @@ AWQ_EDGE_HD float h2_sum(uint32_t a) {
 #endif
 }
 
+// Both halves of an fp16 pair, in fp32.
+AWQ_EDGE_HD void h2_floats(uint32_t a, float& low, float& high) {
+#if defined(__CUDA_ARCH__)
+  const float2 f = __half22float2(as_half2(a));
+  low = f.x;
+  high = f.y;
+#else
+  low = low_half(a);
+  high = high_half(a);
+#endif
+}
+
 // PRMT (byte permute): byte i of the result is byte (selector >> 4i) & 7 of the 8 bytes {high:low}.
 AWQ_EDGE_HD uint32_t byte_permute(uint32_t low, uint32_t high, uint32_t selector) {
 #if defined(__CUDA_ARCH__)
@@ -181,7 +193,8 @@ AWQ_EDGE_HD void b_registers(uint32_t word, const ZeroPairs& zeros, int r, uint3
 }
 
 // Accumulator i (0..3) of `lane`: its token (row of the m16 tile) and its output column (row of W
-// within the n8 tile).
+// within the n8 tile). With fp16 accumulators, register h (0, 1) holds accumulators 2h (low half) and
+// 2h + 1 (high half).
 AWQ_EDGE_HD int accumulator_token(int lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
 AWQ_EDGE_HD int accumulator_column(int lane, int i) { return 2 * (lane & 3) + (i & 1); }
 

@@ -10,6 +10,15 @@
 //     8 mma per m16 tile: 2 k16 tiles x 4 n8 tiles; accumulator i of a lane is token
 //     accumulator_token(lane, i), row 8r + accumulator_column(lane, i)
 //
+//   fp16 accumulation (multipliers given; tuning gemm_fp16_accumulate, for weights whose scales
+//   allow it: q4_layout.h fp16_accumulation_safe): x prepared scaled, each (token, group) in
+//   [-1, 1] times its multiplier 2^e; the mma sum into fp16 accumulators
+//   (mma...f16.f16.f16.f16, twice the rate of fp32 accumulation on some GPUs) over one group, which
+//   fold_group then adds, times each token's multiplier for the group, to the fp32 accumulators:
+//     per group and lane: 16 fp16 pairs -> 32 fp32 fma with 8 multipliers (tokens gid, gid + 8 of
+//     each m16 tile). A warp folds after the last block of a group it computes (split K: warps
+//     take every warps-th block, each folds its own share of the group).
+//
 //   gemm_q4_kernel (split K): grid (strips, tiles of 64 tokens); block: `warps` warps splitting K
 //   like gemv_q4, each reading x from global memory (L1/L2); the warps' accumulators are summed in
 //   shared memory. Many blocks for small N, but every warp reads its 64 tokens of x itself.
@@ -44,6 +53,7 @@ namespace {
 constexpr int kTokenTiles = 4;               // m16 tiles per warp
 constexpr int kTokensPerBlock = 16 * kTokenTiles;
 
+// fp32 accumulators c[4]: accumulator i of fragment_math.h.
 __device__ __forceinline__ void mma_m16n8k16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
 #if defined(AWQ_EDGE_CUDA_EMULATOR)
   cuda_emulator::mma_m16n8k16_f32_f16(c, a, b);
@@ -56,12 +66,28 @@ __device__ __forceinline__ void mma_m16n8k16(float c[4], const uint32_t a[4], co
 #endif
 }
 
+// fp16 accumulators c[2]: register h holds accumulators 2h, 2h + 1 as an fp16 pair.
+__device__ __forceinline__ void mma_m16n8k16(uint32_t c[2], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(AWQ_EDGE_CUDA_EMULATOR)
+  cuda_emulator::mma_m16n8k16_f16_f16(c, a, b);
+#else
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f16.f16.f16.f16 {%0, %1}, {%2, %3, %4, %5}, {%6, %7}, {%0, %1};\n"
+      : "+r"(c[0]), "+r"(c[1])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+using Accumulators = float[kTokenTiles][4][4];         // [m16 tile][n8 tile][accumulator]
+using HalfAccumulators = uint32_t[kTokenTiles][4][2];  // [m16 tile][n8 tile][fp16 pair]
+
 // A warp's 64 tokens (from first_token) x 32 rows (its strip) over 32-column block b:
-// acc += x W^T, with the block's weight tile q and x's A operands read by load_x(token) (16 bytes).
-template <typename LoadX>
+// acc += x W^T, with the block's weight tile q and x's A operands read by load_x(token) (16 bytes);
+// Cell: float[4] (fp32 accumulators) or uint32_t[2] (fp16).
+template <typename LoadX, typename Cell>
 __device__ __forceinline__ void accumulate_block(const GroupedWeight& w, int64_t strip, int b, uint4 q,
                                                  int64_t first_token, int64_t m, LoadX load_x,
-                                                 float acc[kTokenTiles][4][4]) {
+                                                 Cell (&acc)[kTokenTiles][4]) {
   const int lane = threadIdx.x & 31, gid = lane >> 2;
   const uint2* scales = reinterpret_cast<const uint2*>(w.scales) + strip * w.groups * 8 + gid;
   const uint32_t* zeros = reinterpret_cast<const uint32_t*>(w.zeros) + strip * w.groups * 8 + gid;
@@ -89,19 +115,59 @@ __device__ __forceinline__ void accumulate_block(const GroupedWeight& w, int64_t
   }
 }
 
-__device__ __forceinline__ void clear(float acc[kTokenTiles][4][4]) {
+template <typename T, int kCells>
+__device__ __forceinline__ void clear(T (&acc)[kTokenTiles][4][kCells]) {
 #pragma unroll
   for (int t = 0; t < kTokenTiles; ++t)
 #pragma unroll
     for (int r = 0; r < 4; ++r)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc[t][r][i] = 0.0f;
+      for (int i = 0; i < kCells; ++i) acc[t][r][i] = T{0};
+}
+
+// fp16 accumulation: the warp's fp16 sums over group j (x scaled by its tokens' multipliers
+// (m, groups) for the group) added to acc times those multipliers, and cleared.
+__device__ __forceinline__ void fold_group(const float* __restrict__ multipliers, int64_t groups, int64_t j,
+                                           int64_t first_token, int64_t m, HalfAccumulators& half,
+                                           Accumulators& acc) {
+  const int gid = (threadIdx.x & 31) >> 2;
+#pragma unroll
+  for (int t = 0; t < kTokenTiles; ++t) {
+    if (first_token + 16 * t >= m) break;  // the same for the whole warp; these sums stayed 0
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t token = first_token + 16 * t + gid + 8 * h;
+      const float multiplier = token < m ? __ldg(multipliers + token * groups + j) : 0.0f;
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        float low, high;
+        cuda_layout::h2_floats(half[t][r][h], low, high);
+        acc[t][r][2 * h] = fmaf(low, multiplier, acc[t][r][2 * h]);
+        acc[t][r][2 * h + 1] = fmaf(high, multiplier, acc[t][r][2 * h + 1]);
+        half[t][r][h] = 0u;
+      }
+    }
+  }
+}
+
+// accumulate_block into acc, or with fp16 accumulation into half, folded into acc after the warp's
+// last block of the group (next_b: the warp's next block).
+template <bool kHalfAccumulate, typename LoadX>
+__device__ __forceinline__ void accumulate(const GroupedWeight& w, const float* multipliers, int64_t strip, int b,
+                                           int next_b, uint4 q, int64_t first_token, int64_t m, LoadX load_x,
+                                           HalfAccumulators& half, Accumulators& acc) {
+  if constexpr (kHalfAccumulate) {
+    accumulate_block(w, strip, b, q, first_token, m, load_x, half);
+    const int j = b >> w.group_shift;
+    if (next_b >= w.blocks || (next_b >> w.group_shift) != j) fold_group(multipliers, w.groups, j, first_token, m, half, acc);
+  } else {
+    accumulate_block(w, strip, b, q, first_token, m, load_x, acc);
+  }
 }
 
 // y rows of the warp's strip for its 64 tokens, + bias.
 __device__ __forceinline__ void store(const GroupedWeight& w, int64_t strip, int64_t first_token, int64_t m,
-                                      const float* bias, float* y, int64_t y_stride,
-                                      const float acc[kTokenTiles][4][4]) {
+                                      const float* bias, float* y, int64_t y_stride, const Accumulators& acc) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int t = 0; t < kTokenTiles; ++t) {
@@ -117,7 +183,9 @@ __device__ __forceinline__ void store(const GroupedWeight& w, int64_t strip, int
   }
 }
 
-__global__ void __launch_bounds__(256) gemm_q4_kernel(GroupedWeight w, const uint4* __restrict__ x, int64_t m,
+template <bool kHalfAccumulate>
+__global__ void __launch_bounds__(256) gemm_q4_kernel(GroupedWeight w, const uint4* __restrict__ x,
+                                                      const float* __restrict__ multipliers, int64_t m,
                                                       const float* __restrict__ bias, float* __restrict__ y,
                                                       int64_t y_stride) {
   float* warp_sums = dynamic_shared<float>();  // (warps - 1, 32 lanes, kTokenTiles * 16)
@@ -127,14 +195,17 @@ __global__ void __launch_bounds__(256) gemm_q4_kernel(GroupedWeight w, const uin
   const int blocks = static_cast<int>(w.blocks);
   const uint4* tiles = w.words + strip * w.blocks * 32 + lane;
 
-  float acc[kTokenTiles][4][4];
+  Accumulators acc;
+  HalfAccumulators half;  // fp16 accumulation only
   clear(acc);
+  if constexpr (kHalfAccumulate) clear(half);
   for (int b = warp; b < blocks; b += warps) {
     const auto load_x = [&](int token_in_tile) {
       const int64_t token = first_token + token_in_tile;
       return token < m ? __ldg(x + (token * blocks + b) * 4 + tig) : make_uint4(0, 0, 0, 0);
     };
-    accumulate_block(w, strip, b, __ldcs(tiles + b * 32), first_token, m, load_x, acc);
+    accumulate<kHalfAccumulate>(w, multipliers, strip, b, b + warps, __ldcs(tiles + b * 32), first_token, m, load_x,
+                                half, acc);
   }
 
   // Sum the warps' accumulators into warp 0's.
@@ -166,9 +237,10 @@ __global__ void __launch_bounds__(256) gemm_q4_kernel(GroupedWeight w, const uin
 constexpr int kStages = 3;                    // x stages in flight (gemm_q4_staged_kernel)
 constexpr int kStageUint4s = kTokensPerBlock * 4;  // 64 tokens x 64 bytes
 
-template <int S>
+template <int S, bool kHalfAccumulate>
 __global__ void __launch_bounds__(S * 32, 1) gemm_q4_staged_kernel(GroupedWeight w, const uint4* __restrict__ x,
-                                                                int64_t m, const float* __restrict__ bias,
+                                                                const float* __restrict__ multipliers, int64_t m,
+                                                                const float* __restrict__ bias,
                                                                 float* __restrict__ y, int64_t y_stride) {
   uint4* stages = dynamic_shared<uint4>();  // (kStages, 64 tokens, 4)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -194,8 +266,10 @@ __global__ void __launch_bounds__(S * 32, 1) gemm_q4_staged_kernel(GroupedWeight
 #pragma unroll
   for (int b = 0; b < kStages - 1; ++b) start_copy(b);
 
-  float acc[kTokenTiles][4][4];
+  Accumulators acc;
+  HalfAccumulators half;  // fp16 accumulation only
   clear(acc);
+  if constexpr (kHalfAccumulate) clear(half);
   uint4 q = computes && blocks > 0 ? __ldcs(tiles) : make_uint4(0, 0, 0, 0);
   for (int b = 0; b < blocks; ++b) {
     wait_copies<kStages - 2>();  // this thread's copies of block b are done
@@ -205,7 +279,7 @@ __global__ void __launch_bounds__(S * 32, 1) gemm_q4_staged_kernel(GroupedWeight
     if (computes) {
       const uint4* stage = stages + (b % kStages) * kStageUint4s;
       const auto load_x = [&](int token_in_tile) { return stage[token_in_tile * 4 + tig]; };
-      accumulate_block(w, strip, b, q, first_token, m, load_x, acc);
+      accumulate<kHalfAccumulate>(w, multipliers, strip, b, b + 1, q, first_token, m, load_x, half, acc);
     }
     q = q_next;
   }
@@ -213,30 +287,43 @@ __global__ void __launch_bounds__(S * 32, 1) gemm_q4_staged_kernel(GroupedWeight
 }
 
 template <int S>
-void launch_staged(const GroupedWeight& w, const uint16_t* prepared, int64_t m, const float* bias, const Matrix& y,
-                   cudaStream_t stream) {
+void launch_staged(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m,
+                   const float* bias, const Matrix& y, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((w.strips + S - 1) / S),
                   static_cast<unsigned>((m + kTokensPerBlock - 1) / kTokensPerBlock));
-  launch("gemm_q4 (x staged)", gemm_q4_staged_kernel<S>, grid, S * 32, kStages * kStageUint4s * sizeof(uint4), stream,
-         w, reinterpret_cast<const uint4*>(prepared), m, bias, y.data, y.stride);
+  const size_t shared = kStages * kStageUint4s * sizeof(uint4);
+  const auto* x = reinterpret_cast<const uint4*>(prepared);
+  if (multipliers != nullptr) {
+    launch("gemm_q4 (x staged, fp16 accumulation)", gemm_q4_staged_kernel<S, true>, grid, S * 32, shared, stream, w, x,
+           multipliers, m, bias, y.data, y.stride);
+  } else {
+    launch("gemm_q4 (x staged)", gemm_q4_staged_kernel<S, false>, grid, S * 32, shared, stream, w, x, multipliers, m,
+           bias, y.data, y.stride);
+  }
 }
 
 }  // namespace
 
-void gemm_q4(const GroupedWeight& w, const uint16_t* prepared, int64_t m, const float* bias, const Matrix& y,
-             int warps_per_tile, cudaStream_t stream) {
+void gemm_q4(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m, const float* bias,
+             const Matrix& y, int warps_per_tile, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(w.strips), static_cast<unsigned>((m + kTokensPerBlock - 1) / kTokensPerBlock));
   const size_t shared = static_cast<size_t>(warps_per_tile - 1) * 32 * kTokenTiles * 16 * sizeof(float);
-  launch("gemm_q4", gemm_q4_kernel, grid, warps_per_tile * 32, shared, stream, w,
-         reinterpret_cast<const uint4*>(prepared), m, bias, y.data, y.stride);
+  const auto* x = reinterpret_cast<const uint4*>(prepared);
+  if (multipliers != nullptr) {
+    launch("gemm_q4 (fp16 accumulation)", gemm_q4_kernel<true>, grid, warps_per_tile * 32, shared, stream, w, x,
+           multipliers, m, bias, y.data, y.stride);
+  } else {
+    launch("gemm_q4", gemm_q4_kernel<false>, grid, warps_per_tile * 32, shared, stream, w, x, multipliers, m, bias,
+           y.data, y.stride);
+  }
 }
 
-void gemm_q4_staged(const GroupedWeight& w, const uint16_t* prepared, int64_t m, const float* bias, const Matrix& y,
-                    int strips_per_block, cudaStream_t stream) {
+void gemm_q4_staged(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m,
+                    const float* bias, const Matrix& y, int strips_per_block, cudaStream_t stream) {
   switch (strips_per_block) {
-    case 2: return launch_staged<2>(w, prepared, m, bias, y, stream);
-    case 4: return launch_staged<4>(w, prepared, m, bias, y, stream);
-    case 8: return launch_staged<8>(w, prepared, m, bias, y, stream);
+    case 2: return launch_staged<2>(w, prepared, multipliers, m, bias, y, stream);
+    case 4: return launch_staged<4>(w, prepared, multipliers, m, bias, y, stream);
+    case 8: return launch_staged<8>(w, prepared, multipliers, m, bias, y, stream);
     default:
       throw std::invalid_argument("[cuda] gemm_q4_staged takes 2, 4 or 8 strips per block, got " +
                                   std::to_string(strips_per_block));

@@ -17,6 +17,7 @@ struct GroupedWeight {
   const uint8_t* zeros = nullptr;    // (strips, groups, 32)
   int64_t rows = 0, cols = 0, group_size = 0, strips = 0, blocks = 0, groups = 0;
   int group_shift = 0;  // log2(group_size / 32): block b lies in group b >> group_shift
+  bool fp16_accumulation_safe = false;  // q4_layout.h: the prefill kernels may sum its groups in fp16
 };
 
 // f16 (N, K) or q8_row (N, K) int8 with (N,) fp16 scales, row-major as in the file.
@@ -82,16 +83,18 @@ void gemv_q4_gated(const GroupedWeight& gate, const GroupedWeight& up, const uin
                    int warps_per_strip, cudaStream_t stream, const PreparedOutput* prepared_y = nullptr,
                    unsigned* group_counters = nullptr);
 
-// y (m, N) = x W^T (+ bias) for any m from x prepared with scaled = false, on the tensor cores
-// (mma.sync.m16n8k16, fp32 accumulation). Each block computes 64 tokens x 32 rows with
-// warps_per_tile warps splitting K.
-void gemm_q4(const GroupedWeight& w, const uint16_t* prepared, int64_t m, const float* bias, const Matrix& y,
-             int warps_per_tile, cudaStream_t stream);
+// y (m, N) = x W^T (+ bias) for any m on the tensor cores (mma.sync.m16n8k16). Without multipliers:
+// x prepared with scaled = false, fp32 accumulation. With multipliers: x prepared with scaled = true
+// for w's group size, each group summed in fp16 and added to fp32 accumulators times the multipliers
+// (only for w.fp16_accumulation_safe). Each block computes 64 tokens x 32 rows with warps_per_tile
+// warps splitting K.
+void gemm_q4(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m, const float* bias,
+             const Matrix& y, int warps_per_tile, cudaStream_t stream);
 
 // The same product with x staged in shared memory: each block computes 64 tokens x
 // strips_per_block (2, 4 or 8) strips of 32 rows, one warp per strip, reading x once per block.
-void gemm_q4_staged(const GroupedWeight& w, const uint16_t* prepared, int64_t m, const float* bias, const Matrix& y,
-                    int strips_per_block, cudaStream_t stream);
+void gemm_q4_staged(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m,
+                    const float* bias, const Matrix& y, int strips_per_block, cudaStream_t stream);
 
 // y (m, N) = x W^T (+ bias) for f16 and q8_row weights, any m (8 tokens per pass over W).
 void dense_linear(const DenseWeight& w, const Matrix& x, const float* bias, const Matrix& y, cudaStream_t stream);

@@ -37,7 +37,9 @@
 //   For the matrix-vector kernel each (token, group) is also scaled by a power of two 2^-e into
 //   [-1, 1] (exact), so that short fp16 sums of (q - z) * x cannot overflow; x_multiplier (m, K/g)
 //   holds 2^e. The matrix-matrix kernel accumulates in fp32 inside the tensor cores and reads
-//   x unscaled (multiplier 1).
+//   x unscaled (multiplier 1), or, with fp16 accumulation (tuning gemm_fp16_accumulate, where
+//   fp16_accumulation_safe holds), reads it scaled like the matrix-vector kernel, sums each group
+//   in fp16 and adds the group's sums times its multipliers to fp32 accumulators.
 #pragma once
 
 #include <cmath>
@@ -96,6 +98,14 @@ AWQ_EDGE_HD float group_multiplier(float max_abs) {
   int exponent = 0;
   frexpf(max_abs, &exponent);  // max_abs = f * 2^exponent, f in [0.5, 1)
   return ldexpf(1.0f, exponent);
+}
+
+// Whether the matrix-matrix kernel may sum a group's products in fp16: x scaled into [-1, 1] per group
+// and |q - z| <= 15 bound a group's partial sums by 15 * group_size * largest_scale, which must stay
+// below half of fp16's largest finite value (65504), leaving room for the sums' rounding. Never for an
+// inf or nan scale. (For LLM weights, largest_scale is far below the 17 this allows at group size 128.)
+AWQ_EDGE_HD bool fp16_accumulation_safe(float largest_scale, int64_t group_size) {
+  return 15.0f * static_cast<float>(group_size) * largest_scale <= 32768.0f;
 }
 
 }  // namespace awq_edge::cuda_layout

@@ -14,13 +14,16 @@ namespace awq_edge::cuda {
 namespace {
 
 const TuningEntry kTable[] = {
-    // device                 cc    SMs    measured  gemv_max_warps, warps/SM, gemm_warps, attention blocks/SM, gemm_strips
-    {"Jetson AGX Orin (LPDDR5 ~200 GB/s, 4 MB L2)", 8, 7, 12, 16, false, {8, 24, 2, 4, 4}},
-    {"Jetson Orin NX / Nano", 8, 7, 1, 11, false, {8, 24, 2, 4, 4}},
-    {"A100", 8, 0, 100, 128, false, {4, 16, 2, 4, 8}},
-    {"GA10x (RTX 30, A10, A40)", 8, 6, 1, 128, false, {4, 16, 2, 4, 4}},
-    {"AD10x (RTX 40, L4, L40)", 8, 9, 1, 160, false, {4, 16, 2, 4, 4}},
-    {"H100 / H200 / GH200", 9, 0, 100, 160, false, {4, 16, 2, 4, 8}},
+    // device  cc  SMs  measured  {gemv_max_warps, warps/SM, gemm_warps, attention blocks/SM, gemm_strips,
+    //                             gemm_fp16_accumulate}
+    // (fp16 accumulation is off until measured: its sums are less precise, and only some GPUs (GeForce
+    // Ampere and Ada) run fp16-accumulating mma faster; tools/tune_cuda.py times both.)
+    {"Jetson AGX Orin (LPDDR5 ~200 GB/s, 4 MB L2)", 8, 7, 12, 16, false, {8, 24, 2, 4, 4, false}},
+    {"Jetson Orin NX / Nano", 8, 7, 1, 11, false, {8, 24, 2, 4, 4, false}},
+    {"A100", 8, 0, 100, 128, false, {4, 16, 2, 4, 8, false}},
+    {"GA10x (RTX 30, A10, A40)", 8, 6, 1, 128, false, {4, 16, 2, 4, 4, false}},
+    {"AD10x (RTX 40, L4, L40)", 8, 9, 1, 160, false, {4, 16, 2, 4, 4, false}},
+    {"H100 / H200 / GH200", 9, 0, 100, 160, false, {4, 16, 2, 4, 8, false}},
 };
 
 int parse_int(const std::string& field, const std::string& value, int low = 1, int high = 64) {
@@ -51,7 +54,8 @@ void apply_tuning_overrides(const std::string& text, KernelConfig& config) {
       throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: '" + item + "' is not field=value");
     }
     const std::string field = item.substr(0, equals), value = item.substr(equals + 1);
-    const int v = field == "gemm_staged_always" ? parse_int(field, value, 0, 1) : parse_int(field, value);
+    const bool flag = field == "gemm_staged_always" || field == "gemm_fp16_accumulate";
+    const int v = flag ? parse_int(field, value, 0, 1) : parse_int(field, value);
     if (field == "gemv_max_warps") {
       if (v != 1 && v != 2 && v != 4 && v != 8) throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: gemv_max_warps must be 1, 2, 4 or 8");
       config.gemv_max_warps = v;
@@ -64,13 +68,15 @@ void apply_tuning_overrides(const std::string& text, KernelConfig& config) {
       config.attention_blocks_per_sm = v;
     } else if (field == "gemm_staged_always") {
       config.gemm_staged_always = v == 1;
+    } else if (field == "gemm_fp16_accumulate") {
+      config.gemm_fp16_accumulate = v == 1;
     } else if (field == "gemm_strips") {
       if (v != 1 && v != 2 && v != 4 && v != 8) throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: gemm_strips must be 1, 2, 4 or 8");
       config.gemm_strips = v;
     } else {
       throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: unknown field '" + field +
-                                  "' (gemv_max_warps, gemv_warps_per_sm, gemm_warps, gemm_strips, gemm_staged_always, "
-                                  "attention_blocks_per_sm)");
+                                  "' (gemv_max_warps, gemv_warps_per_sm, gemm_warps, gemm_strips, gemm_fp16_accumulate, "
+                                  "gemm_staged_always, attention_blocks_per_sm)");
     }
   }
 }

@@ -17,6 +17,8 @@ struct KernelConfig {
   int attention_blocks_per_sm = 4;   // flash-decoding: split the positions until this many blocks per SM
   int gemm_strips = 4;               // prefill with x staged in shared memory: strips of 32 rows per block
                                      // (2, 4, 8; 1 = always the split-K kernel), see gemm_strips_per_block
+  bool gemm_fp16_accumulate = false; // prefill: sum each group in fp16 (twice the tensor-core rate of fp32 on
+                                     // some GPUs), for weights whose scales allow it (fp16_accumulation_safe)
   bool gemm_staged_always = false;   // tests: the x-staged kernel whatever the grid (override only)
 };
 

@@ -1,9 +1,11 @@
 // weight_packing.cpp: file layout (FORMAT.md section 5) -> fragment layout (q4_layout.h).
 #include "weight_packing.h"
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
+#include "awq_edge/fp16.h"
 #include "q4_layout.h"
 
 namespace awq_edge::cuda_layout {
@@ -82,6 +84,8 @@ PackedGroupedWeight pack_grouped_weight(const Scheme& scheme, int64_t rows, int6
     for (int64_t j = 0; j < p.groups; ++j) {
       const size_t entry = static_cast<size_t>((strip * p.groups + j) * kLanes + meta_entry(row_in_strip));
       p.scales[entry] = scales[n * p.groups + j];
+      const float scale = std::fabs(fp16_to_float(p.scales[entry]));
+      p.largest_scale = scale > p.largest_scale || scale != scale ? scale : p.largest_scale;  // nan sticks
       p.zeros[entry] = static_cast<uint8_t>(stream_value(zeros + n * zero_words, j, bits));
     }
   }

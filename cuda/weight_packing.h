@@ -17,6 +17,7 @@ struct PackedGroupedWeight {
   std::vector<uint32_t> words;   // (strips, blocks, 32 lanes, 4 words)
   std::vector<uint16_t> scales;  // (strips, groups, 32 entries) fp16 bits, padding rows 0
   std::vector<uint8_t> zeros;    // (strips, groups, 32 entries), padding rows 0
+  float largest_scale = 0.0f;    // max |scale| (nan if any scale is nan): see fp16_accumulation_safe
 };
 
 // tensors: {qweight, scales, zeros} as FORMAT.md section 5 stores them for `scheme` (q3 or q4,

@@ -8,8 +8,9 @@ GROUPED = [f"q{bits}_g{group}" for bits in (3, 4) for group in (32, 64, 128)]
 SCHEMES = ["f16", "q8_row"] + GROUPED
 
 
-def random_module(scheme_name: str, rows: int, cols: int, seed: int):
-    """(tensors in FORMAT.md order, W (N, K) float32 from the reference dequantizer)."""
+def random_module(scheme_name: str, rows: int, cols: int, seed: int, scales=(0.001, 0.05)):
+    """(tensors in FORMAT.md order, W (N, K) float32 from the reference dequantizer); grouped schemes
+    draw their scales uniformly from the range `scales`."""
     rng = np.random.default_rng(seed)
     scheme = parse_scheme(scheme_name)
     if scheme.kind == "f16":
@@ -20,7 +21,7 @@ def random_module(scheme_name: str, rows: int, cols: int, seed: int):
         groups, top = cols // scheme.group_size, (1 << scheme.bits) - 1
         q = rng.integers(0, top + 1, size=(rows, cols))
         zeros = rng.integers(0, top + 1, size=(rows, groups))
-        scales = rng.uniform(0.001, 0.05, size=(rows, groups))
+        scales = rng.uniform(*scales, size=(rows, groups))
         tensors = encode_grouped("m", q, scales, zeros, scheme.bits)
     weight = dequantize_module(tensors, "m", scheme, rows, cols)
     return list(tensors.values()), weight

@@ -12,7 +12,8 @@
 #              order of what the evidence needs most, so a short budget still gives the first ones:
 #              build, kernel bandwidth, decode/prefill speed, GPU tests, memcheck, racecheck, tuner,
 #              the x-staged prefill kernel's tests, loading memory, decode with the embedding table
-#              uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), the staged sanitizer runs.
+#              uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), prefill with fp16 accumulation, the staged
+#              sanitizer runs.
 #              For a lent GPU with 15 minutes in all (start-up included), one call:
 #                OUT=$OUT bash tools/gpu_check.sh --budget 500      (run's timeout_s 560)
 #   --quick    no sanitizers, no tuner
@@ -93,7 +94,7 @@ sanitize() {  # sanitize TOOL [ENV=VALUE]: compute-sanitizer TOOL on a subset of
   local tool=$1
   shift
   env "$@" "$sanitizer" --tool "$tool" --error-exitcode 1 python3 -m pytest -q -m gpu \
-    tests/cuda/test_cuda_backend.py tests/cpp/test_backend_operations.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed or prepared_operands or long_context or attention_block and mixed"
+    tests/cuda/test_cuda_backend.py tests/cpp/test_backend_operations.py -k "linear_matches_numpy and (q4_g128 or q8_row) and (33-256 or 1-128) or logits_match_transformers and (8-llama] or 128-qwen2) or replayed or prepared_operands or long_context or attention_block and mixed or fp16_accumulation_matches_numpy and q4_g64 and 576-576"
 }
 skipped() {  # skipped NAME REASON: records a selected stage that does not run, and why
   selected "$1" || return 0
@@ -141,6 +142,9 @@ stage bench-cuda-load python3 tools/bench_cuda.py --parts load
 # the untied embedding table uploaded instead of read from the file's mapping: what the default costs per step
 stage bench-cuda-decode-embedding-gpu env AWQ_EDGE_CUDA_EMBEDDING=gpu python3 tools/bench_cuda.py --parts decode \
   --contexts 128
+# prefill with each group summed in fp16 (gemm_fp16_accumulate; the tuner times it on the layers too)
+stage bench-cuda-prefill-fp16-accumulate env AWQ_EDGE_CUDA_TUNING=gemm_fp16_accumulate=1 python3 tools/bench_cuda.py \
+  --parts prefill
 sanitizer_stage sanitizer-memcheck-staged memcheck $staged
 sanitizer_stage sanitizer-racecheck-staged racecheck $staged
 stage pytest-host python3 -m pytest -q tests/cuda/test_q4_layout.py tests/cuda/test_kernels_compile.py

@@ -8,6 +8,8 @@ Each candidate is applied through AWQ_EDGE_CUDA_TUNING (read when a backend is c
   gemm_warps                           q4 matrix-matrix (split-K kernel), 128 tokens, same shapes
   gemm_strips                          q4 matrix-matrix at 512 tokens: the x-staged kernel with 2, 4 or 8
                                        strips per block against the split-K kernel (1)
+  gemm_fp16_accumulate                 the same with each group summed in fp16 (1) or fp32 (0); taken only
+                                       when at least 5 % faster, since its sums are less precise
   attention_blocks_per_sm              decode steps of a random LLaMA-2-7B-shaped model at context 2048
                                        (tools/random_model.py), skipped with --no-attention
 
@@ -106,6 +108,13 @@ def main():
         print(f"gemm_strips={strips}: {results[-1][0] * 1e3:.2f} ms", file=sys.stderr)
     _, best["gemm_strips"] = min(results)
 
+    times = {}
+    for fp16 in [0, 1]:
+        with_tuning(f"gemm_warps={best['gemm_warps']},gemm_strips={best['gemm_strips']},gemm_fp16_accumulate={fp16}")
+        times[fp16] = time_linear(args.backend, layers, 512, max(2, args.repeats // 5), 1)
+        print(f"gemm_fp16_accumulate={fp16}: {times[fp16] * 1e3:.2f} ms", file=sys.stderr)
+    best["gemm_fp16_accumulate"] = "true" if times[1] < 0.95 * times[0] else "false"
+
     best["attention_blocks_per_sm"] = 4
     if not args.no_attention:
         args.model_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +134,7 @@ def main():
         name, major, minor, sms = cuda_device(args.backend)
     print(f'    {{"{name}", {major}, {minor}, {sms}, {sms}, true, '
           f'{{{best["gemv_max_warps"]}, {best["gemv_warps_per_sm"]}, {best["gemm_warps"]}, '
-          f'{best["attention_blocks_per_sm"]}, {best["gemm_strips"]}}}}},')
+          f'{best["attention_blocks_per_sm"]}, {best["gemm_strips"]}, {best["gemm_fp16_accumulate"]}}}}},')
 
 
 if __name__ == "__main__":

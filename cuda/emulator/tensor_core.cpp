@@ -31,6 +31,14 @@ float b_element(const Fragments* lanes, int k, int column) {
 
 }  // namespace
 
+void mma_m16n8k16_f16_f16(uint32_t c[2], const uint32_t a[4], const uint32_t b[2]) {
+  float sums[4] = {low(c[0]), high(c[0]), low(c[1]), high(c[1])};
+  mma_m16n8k16_f32_f16(sums, a, b);
+  for (int h = 0; h < 2; ++h) {
+    c[h] = static_cast<uint32_t>(float_to_fp16(sums[2 * h])) | (static_cast<uint32_t>(float_to_fp16(sums[2 * h + 1])) << 16);
+  }
+}
+
 void mma_m16n8k16_f32_f16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
   Fragments mine{}, all[kWarpSize];
   for (int i = 0; i < 4; ++i) mine.a[i] = a[i];

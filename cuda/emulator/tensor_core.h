@@ -9,6 +9,10 @@
 //
 // D = A B + C: the fp16 products are exact in fp32 and summed in fp32 in k order (hardware may
 // sum in another order: results agree to fp32 rounding).
+//
+// mma.sync.aligned.m16n8k16.row.col.f16.f16.f16.f16 (fp16 accumulators): C and D as fp16 pairs,
+//                            c[0] = C[g][2t, 2t+1]   c[1] = C[g+8][2t, 2t+1]
+// summed as above and rounded to fp16 once (hardware rounds within 2^-10 of the sum's magnitude).
 #pragma once
 
 #include <cstdint>
@@ -16,5 +20,6 @@
 namespace awq_edge::cuda_emulator {
 
 void mma_m16n8k16_f32_f16(float c[4], const uint32_t a[4], const uint32_t b[2]);
+void mma_m16n8k16_f16_f16(uint32_t c[2], const uint32_t a[4], const uint32_t b[2]);
 
 }  // namespace awq_edge::cuda_emulator

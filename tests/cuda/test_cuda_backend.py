@@ -11,7 +11,8 @@ a power of two, exact) and sum 4 products of (q - z) * x in fp16 before fp32; th
 kernel rounds each dequantized weight (q - z) * s to fp16 and accumulates in fp32 on the tensor
 cores. Each is a relative error of a few 2^-11 of the terms, so with scale = max over (i, n) of
 (|x| @ |W|.T):  max |y - ref| <= 2e-3 * scale + 1e-5  (the host emulation in test_q4_layout.cpp
-holds the same kernels' arithmetic to the same bound). f16 and q8_row weights are computed in fp32:
+holds the same kernels' arithmetic to the same bound). With fp16 accumulation (gemm_fp16_accumulate)
+each mma also rounds a group's partial sum to fp16: group_size / 16 roundings of up to 2^-10 more. f16 and q8_row weights are computed in fp32:
 1e-5 * scale. End to end (fp16 KV cache as well) logits agree with transformers' float32 within
 2e-2 * max |logits| + 1e-3.
 """
@@ -26,7 +27,7 @@ import pytest
 
 from awq_edge._awq_edge import backends
 from awq_edge.generator import Generator
-from linear_modules import SCHEMES, random_module
+from linear_modules import GROUPED, SCHEMES, random_module
 from tiny_models import TINY_KINDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
@@ -93,6 +94,75 @@ def test_linear_matches_numpy(scheme, rows, cols, m):
     bound = (1e-5 if scheme in ("f16", "q8_row") else 2e-3) * scale + 1e-5
     error = np.abs(y - expected).max()
     assert error <= bound, f"{scheme} ({rows}, {cols}) m={m}: max |diff| {error:.3g} > {bound:.3g}"
+
+
+PREFILL_KERNELS = {  # AWQ_EDGE_CUDA_TUNING for each
+    "split K, 2 warps": "gemm_strips=1,gemm_warps=2",
+    "split K, 3 warps": "gemm_strips=1,gemm_warps=3",  # a group's blocks split unevenly between the warps
+    "x staged": "gemm_strips=4,gemm_staged_always=1",
+}
+
+
+def prefill_with_and_without_fp16_accumulation(monkeypatch, kernel, scheme, rows, cols, tensors, x):
+    """The product on prefill kernel `kernel` (fp32 accumulation, fp16 accumulation)."""
+    results = []
+    for fp16 in (0, 1):
+        monkeypatch.setenv("AWQ_EDGE_CUDA_TUNING", f"{PREFILL_KERNELS[kernel]},gemm_fp16_accumulate={fp16}")
+        results.append(backends.Linear("cuda", scheme, rows, cols, tensors)(x))
+    return results
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("kernel", list(PREFILL_KERNELS))
+@pytest.mark.parametrize("scheme", GROUPED)
+@pytest.mark.parametrize("rows, cols, m", [(33, 256, 9), (100, 384, 65), (576, 576, 128)])
+def test_prefill_with_fp16_accumulation_matches_numpy(monkeypatch, kernel, scheme, rows, cols, m):
+    """gemm_fp16_accumulate: x scaled per group into [-1, 1], each group summed in fp16 on the tensor cores
+    (rounded at every mma, up to 2^-10 of the partial sum's terms each, group_size / 16 of them), then
+    added to fp32 times the group's multipliers. The result must differ from the fp32 kernel's (the fp16
+    path ran) and stay within the fp32 kernel's bound plus those roundings."""
+    group = int(scheme.split("_g")[1])
+    if cols % group != 0:
+        pytest.skip("K is not a multiple of the group size")
+    tensors, weight = random_module(scheme, rows, cols, seed=rows + cols + m)
+    x = np.random.default_rng(m).standard_normal((m, cols)).astype(np.float32) * 3
+    x[0, 5] = 200.0
+    fp32, y = prefill_with_and_without_fp16_accumulation(monkeypatch, kernel, scheme, rows, cols, tensors, x)
+    expected, scale = expected_and_scale(x, weight)
+    bound = (2e-3 + group / 16 * 2.0 ** -10) * scale + 1e-5
+    error = np.abs(y - expected).max()
+    assert error <= bound, f"{scheme} ({rows}, {cols}) m={m}: max |diff| {error:.3g} > {bound:.3g}"
+    assert not np.array_equal(y, fp32), "the fp16-accumulating kernel did not run"
+    fp32_error = np.abs(fp32 - expected).max()
+    print(f"{scheme} {kernel} m={m}: max |diff| / scale fp16 accumulation {error / scale:.2e}, fp32 {fp32_error / scale:.2e}")
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("kernel", ["split K, 2 warps", "x staged"])
+def test_fp16_accumulation_is_not_used_for_scales_whose_sums_could_overflow(monkeypatch, kernel):
+    """Scales of 20..40 at group size 128: 15 * 128 * 40 = 76800 exceeds fp16's range (65504), so the weight
+    keeps fp32 accumulation (q4_layout.h fp16_accumulation_safe): the result is the fp32 kernel's, bitwise."""
+    rows, cols, m = 64, 256, 33
+    tensors, weight = random_module("q4_g128", rows, cols, seed=5, scales=(20.0, 40.0))
+    x = np.random.default_rng(5).standard_normal((m, cols)).astype(np.float32)
+    fp32, y = prefill_with_and_without_fp16_accumulation(monkeypatch, kernel, "q4_g128", rows, cols, tensors, x)
+    assert np.array_equal(y, fp32)
+    expected, scale = expected_and_scale(x, weight)
+    assert np.abs(y - expected).max() <= 2e-3 * scale + 1e-5
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_prefill_with_fp16_accumulation_matches_transformers(tiny_awqe, monkeypatch, kind):
+    """The whole model's prefill chunks (and the q, k, v projections sharing one scaled operand) with
+    fp16 accumulation, then decode steps."""
+    monkeypatch.setenv("AWQ_EDGE_CUDA_TUNING", "gemm_fp16_accumulate=1")
+    generator = Generator(tiny_awqe(kind), backend="cuda", prefill_chunk=128)
+    assert "gemm_fp16_accumulate=1" in generator.backend
+    assert_prefill_and_decode_match_transformers(generator, tiny_awqe(kind), prompt=40, total=48, seed=4)
 
 
 @pytest.mark.gpu

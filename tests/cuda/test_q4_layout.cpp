@@ -12,6 +12,7 @@
 //     below), multiplied, and the accumulators placed with accumulator_token/column, match the
 //     reference.
 // Exits 0 when every check passes; prints the first failures otherwise.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -139,6 +140,9 @@ void check_packing(const FileMatrix& f, const PackedGroupedWeight& p) {
       if (p.scales[entry] != f.scales[static_cast<size_t>(n * p.groups + j)]) fail("scale (bits, row, group)", f.bits, n, j, p.scales[entry], 0);
     }
   }
+  float largest = 0.0f;
+  for (uint16_t scale : f.scales) largest = std::max(largest, std::fabs(fp16_to_float(scale)));
+  if (p.largest_scale != largest) fail("largest scale (bits, rows, cols)", f.bits, f.rows, f.cols, p.largest_scale, largest);
   // padding rows of the last strip are zero
   for (int64_t n = f.rows; n < p.strips * 32; ++n) {
     for (int64_t j = 0; j < p.groups; ++j) {
@@ -324,6 +328,17 @@ int main() {
         if (shape[0] <= 70) check_matrix_matrix(f, p, rng);
       }
     }
+  }
+  // fp16 accumulation: a group's sums reach at most 15 * group_size * largest_scale, kept <= 32768
+  if (!fp16_accumulation_safe(17.0f, 128) || fp16_accumulation_safe(17.1f, 128) || !fp16_accumulation_safe(68.0f, 32) ||
+      fp16_accumulation_safe(std::nanf(""), 32) || fp16_accumulation_safe(INFINITY, 32)) {
+    fail("fp16_accumulation_safe's bound", 0, 0, 0, 0, 0);
+  }
+  {  // a nan scale makes the largest scale nan, so the weight keeps fp32 accumulation
+    FileMatrix f(4, 32, 4, 64, rng);
+    f.scales[5] = 0x7E00u;  // fp16 nan
+    const PackedGroupedWeight p = pack_grouped_weight(grouped(4, 32), 4, 64, f.views());
+    if (!std::isnan(p.largest_scale)) fail("a nan scale is the largest", 0, 0, 0, p.largest_scale, 0);
   }
   // a wrong tensor size is a named error
   {

@@ -53,6 +53,11 @@ int main() {
   expect_error("gemm_strips=3", "gemm_strips");
   apply_tuning_overrides("gemm_strips=8", c);
   expect(c.gemm_strips == 8, "gemm_strips is applied");
+  expect(!c.gemm_fp16_accumulate && !tuned_config(8, 7, 16, nullptr).gemm_fp16_accumulate,
+         "fp16 accumulation is off unless asked for (no entry has measured it)");
+  apply_tuning_overrides("gemm_fp16_accumulate=1", c);
+  expect(c.gemm_fp16_accumulate, "gemm_fp16_accumulate is applied");
+  expect_error("gemm_fp16_accumulate=2", "gemm_fp16_accumulate=2 is not an integer in 0..1");
   expect_error("unknown=1", "unknown");
   expect_error("gemv_max_warps", "field=value");
   expect_error("gemm_warps=x", "gemm_warps=x");

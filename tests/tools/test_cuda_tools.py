@@ -50,7 +50,8 @@ def test_tune_cuda_times_every_candidate_and_prints_a_table_entry(tmp_path):
     assert len(re.findall(r"^gemv_max_warps=\d gemv_warps_per_sm=\d+: [\d.]+ us$", log, re.M)) == 16, log
     assert len(re.findall(r"^gemm_warps=\d: [\d.]+ ms$", log, re.M)) == 4, log
     assert len(re.findall(r"^gemm_strips=\d: [\d.]+ ms$", log, re.M)) == 4, log
+    assert len(re.findall(r"^gemm_fp16_accumulate=[01]: [\d.]+ ms$", log, re.M)) == 2, log
     assert len(re.findall(r"^attention_blocks_per_sm=\d+: [\d.]+ ms per token$", log, re.M)) == 5, log
     # the line cuda/tuning.cpp's kTable takes: {device, major, minor, min SMs, max SMs, measured, {config}}
-    assert re.fullmatch(r'    \{"this CPU \(script check\)", 0, 0, 0, 0, true, \{[1248], \d+, [1-4], \d+, [1248]\}\},\n',
+    assert re.fullmatch(r'    \{"this CPU \(script check\)", 0, 0, 0, 0, true, \{[1248], \d+, [1-4], \d+, [1248], (true|false)\}\},\n',
                         result.stdout), result.stdout
