@@ -71,18 +71,29 @@ def find_cuobjdump():
     return None
 
 
-def decode_loop_cost(arch: str, tokens_list, nvcc: str, cuobjdump: str) -> dict:
-    """{tokens: loop instructions per 4 tiles} of gemv_q4_kernel<tokens, false> compiled for sm_<arch>."""
+def compiled_sass(source: str, arch: str, nvcc: str, cuobjdump: str) -> str:
+    """The SASS of cuda/<source> compiled for sm_<arch>, as cuobjdump prints it."""
     with tempfile.TemporaryDirectory() as tmp:
-        obj = Path(tmp) / f"gemv_{arch}.o"
+        obj = Path(tmp) / f"{Path(source).stem}_{arch}.o"
         subprocess.run([nvcc, "-std=c++17", "-O3", f"-arch=sm_{arch}", f"-I{ROOT / 'cuda'}",
-                        f"-I{ROOT / 'cpp' / 'include'}", "-c", str(ROOT / "cuda" / "gemv_q4.cu"), "-o", str(obj)],
+                        f"-I{ROOT / 'cpp' / 'include'}", "-c", str(ROOT / "cuda" / source), "-o", str(obj)],
                        check=True)
         # cuobjdump runs nvdisasm, which the PyPI packages put next to it
         env = {**os.environ, "PATH": f"{Path(cuobjdump).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        sass = subprocess.run([cuobjdump, "-sass", str(obj)], check=True, capture_output=True, text=True,
+        return subprocess.run([cuobjdump, "-sass", str(obj)], check=True, capture_output=True, text=True,
                               env=env).stdout
+
+
+def decode_loop_cost(arch: str, tokens_list, nvcc: str, cuobjdump: str) -> dict:
+    """{tokens: loop instructions per 4 tiles} of gemv_q4_kernel<tokens, false> compiled for sm_<arch>."""
+    sass = compiled_sass("gemv_q4.cu", arch, nvcc, cuobjdump)
     return {tokens: main_loop_length(kernel_sass(sass, tokens)) for tokens in tokens_list}
+
+
+def tensor_core_instructions(sass: str) -> dict:
+    """{mangled kernel name: set of its HMMA variants (e.g. 'HMMA.16816.F32')}."""
+    functions = re.split(r"Function : (\S+)", sass)
+    return {name: set(re.findall(r"\bHMMA\.[0-9A-Z.]+", body)) for name, body in zip(functions[1::2], functions[2::2])}
 
 
 def main():

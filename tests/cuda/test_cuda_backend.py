@@ -135,7 +135,8 @@ def test_prefill_with_fp16_accumulation_matches_numpy(monkeypatch, kernel, schem
     assert error <= bound, f"{scheme} ({rows}, {cols}) m={m}: max |diff| {error:.3g} > {bound:.3g}"
     assert not np.array_equal(y, fp32), "the fp16-accumulating kernel did not run"
     fp32_error = np.abs(fp32 - expected).max()
-    print(f"{scheme} {kernel} m={m}: max |diff| / scale fp16 accumulation {error / scale:.2e}, fp32 {fp32_error / scale:.2e}")
+    print(f"{scheme} {kernel} m={m}: max |diff| / scale: fp16 accumulation {error / scale:.2e}, "
+          f"fp32 {fp32_error / scale:.2e}")
 
 
 @pytest.mark.gpu
