@@ -15,7 +15,7 @@
 //   [-1, 1] times its multiplier 2^e; the mma sum into fp16 accumulators
 //   (mma...f16.f16.f16.f16, twice the rate of fp32 accumulation on some GPUs) over one group, which
 //   fold_group then adds, times each token's multiplier for the group, to the fp32 accumulators:
-//     per group and lane: 16 fp16 pairs -> 32 fp32 fma with 8 multipliers (tokens gid, gid + 8 of
+//     per group and lane: 32 fp16 pairs -> 64 fp32 fma with 8 multipliers (tokens gid, gid + 8 of
 //     each m16 tile). A warp folds after the last block of a group it computes (split K: warps
 //     take every warps-th block, each folds its own share of the group).
 //
