@@ -13,8 +13,8 @@ cores. Each is a relative error of a few 2^-11 of the terms, so with scale = max
 (|x| @ |W|.T):  max |y - ref| <= 2e-3 * scale + 1e-5  (the host emulation in test_q4_layout.cpp
 holds the same kernels' arithmetic to the same bound). With fp16 accumulation (gemm_fp16_accumulate)
 each mma also rounds a group's partial sum to fp16: group_size / 16 roundings of up to 2^-10 more.
-f16 and q8_row weights are computed in fp32: 1e-5 * scale. End to end (fp16 KV cache as well) logits agree with transformers' float32 within
-2e-2 * max |logits| + 1e-3.
+f16 and q8_row weights are computed in fp32: 1e-5 * scale. End to end (fp16 KV cache as well) logits
+agree with transformers' float32 within 2e-2 * max |logits| + 1e-3.
 """
 import os
 import re
