@@ -12,8 +12,8 @@
 #              order of what the evidence needs most, so a short budget still gives the first ones:
 #              build, kernel bandwidth, decode/prefill speed, GPU tests, memcheck, racecheck, tuner,
 #              the x-staged prefill kernel's tests, loading memory, decode with the embedding table
-#              uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), prefill with fp16 accumulation, the staged
-#              sanitizer runs.
+#              uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), prefill with fp16 accumulation and the tests
+#              with it, the staged sanitizer runs.
 #              For a lent GPU with 15 minutes in all (start-up included), one call:
 #                OUT=$OUT bash tools/gpu_check.sh --budget 500      (run's timeout_s 560)
 #   --quick    no sanitizers, no tuner
@@ -142,9 +142,12 @@ stage bench-cuda-load python3 tools/bench_cuda.py --parts load
 # the untied embedding table uploaded instead of read from the file's mapping: what the default costs per step
 stage bench-cuda-decode-embedding-gpu env AWQ_EDGE_CUDA_EMBEDDING=gpu python3 tools/bench_cuda.py --parts decode \
   --contexts 128
-# prefill with each group summed in fp16 (gemm_fp16_accumulate; the tuner times it on the layers too)
+# prefill with each group summed in fp16 (gemm_fp16_accumulate; the tuner times it on the layers too), and the
+# linear and end-to-end tests with it (the GPU's fp16 rounding inside mma is not the emulator's)
 stage bench-cuda-prefill-fp16-accumulate env AWQ_EDGE_CUDA_TUNING=gemm_fp16_accumulate=1 python3 tools/bench_cuda.py \
   --parts prefill
+stage pytest-gpu-fp16-accumulate env AWQ_EDGE_CUDA_TUNING=gemm_fp16_accumulate=1 python3 -m pytest -q -m gpu \
+  tests/cuda/test_cuda_backend.py -k "matches_numpy or matches_transformers"
 sanitizer_stage sanitizer-memcheck-staged memcheck $staged
 sanitizer_stage sanitizer-racecheck-staged racecheck $staged
 stage pytest-host python3 -m pytest -q tests/cuda/test_q4_layout.py tests/cuda/test_kernels_compile.py
