@@ -291,15 +291,11 @@ void launch_staged(const GroupedWeight& w, const uint16_t* prepared, const float
                    const float* bias, const Matrix& y, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((w.strips + S - 1) / S),
                   static_cast<unsigned>((m + kTokensPerBlock - 1) / kTokensPerBlock));
-  const size_t shared = kStages * kStageUint4s * sizeof(uint4);
-  const auto* x = reinterpret_cast<const uint4*>(prepared);
-  if (multipliers != nullptr) {
-    launch("gemm_q4 (x staged, fp16 accumulation)", gemm_q4_staged_kernel<S, true>, grid, S * 32, shared, stream, w, x,
-           multipliers, m, bias, y.data, y.stride);
-  } else {
-    launch("gemm_q4 (x staged)", gemm_q4_staged_kernel<S, false>, grid, S * 32, shared, stream, w, x, multipliers, m,
-           bias, y.data, y.stride);
-  }
+  const bool fp16 = multipliers != nullptr;
+  launch(fp16 ? "gemm_q4 (x staged, fp16 accumulation)" : "gemm_q4 (x staged)",
+         fp16 ? gemm_q4_staged_kernel<S, true> : gemm_q4_staged_kernel<S, false>, grid, S * 32,
+         kStages * kStageUint4s * sizeof(uint4), stream, w, reinterpret_cast<const uint4*>(prepared), multipliers, m,
+         bias, y.data, y.stride);
 }
 
 }  // namespace
@@ -308,14 +304,10 @@ void gemm_q4(const GroupedWeight& w, const uint16_t* prepared, const float* mult
              const Matrix& y, int warps_per_tile, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(w.strips), static_cast<unsigned>((m + kTokensPerBlock - 1) / kTokensPerBlock));
   const size_t shared = static_cast<size_t>(warps_per_tile - 1) * 32 * kTokenTiles * 16 * sizeof(float);
-  const auto* x = reinterpret_cast<const uint4*>(prepared);
-  if (multipliers != nullptr) {
-    launch("gemm_q4 (fp16 accumulation)", gemm_q4_kernel<true>, grid, warps_per_tile * 32, shared, stream, w, x,
-           multipliers, m, bias, y.data, y.stride);
-  } else {
-    launch("gemm_q4", gemm_q4_kernel<false>, grid, warps_per_tile * 32, shared, stream, w, x, multipliers, m, bias,
-           y.data, y.stride);
-  }
+  const bool fp16 = multipliers != nullptr;
+  launch(fp16 ? "gemm_q4 (fp16 accumulation)" : "gemm_q4", fp16 ? gemm_q4_kernel<true> : gemm_q4_kernel<false>, grid,
+         warps_per_tile * 32, shared, stream, w, reinterpret_cast<const uint4*>(prepared), multipliers, m, bias, y.data,
+         y.stride);
 }
 
 void gemm_q4_staged(const GroupedWeight& w, const uint16_t* prepared, const float* multipliers, int64_t m,
