@@ -244,8 +244,9 @@ IN_BOUNDS_MODELS = {
 @pytest.mark.parametrize("name", IN_BOUNDS_MODELS)
 def test_kernels_stay_in_bounds(sanitized_build, tmp_path, name):
     """A 30-token prompt (prefill: the tensor-core kernels, split-K on 16 SMs and x-staged with 2 strips per
-    block on 1) and 12 decode steps (the matrix-vector kernels, recorded and replayed as graphs) without an
-    AddressSanitizer report."""
+    block on 1, each accumulating in fp32 and in fp16: the tiny models' scales are small enough for it) and 12
+    decode steps (the matrix-vector kernels, recorded and replayed as graphs) without an AddressSanitizer
+    report."""
     from awq_edge.quantize import QuantizeOptions, quantize_model
     from tiny_models import save_tiny_model
     kind, overrides, options = IN_BOUNDS_MODELS[name]
@@ -253,7 +254,8 @@ def test_kernels_stay_in_bounds(sanitized_build, tmp_path, name):
     quantize_model(save_tiny_model(kind, tmp_path / "hf", **overrides), path,
                    QuantizeOptions(**{"method": "rtn", "lm_head": "int8", **options}))
     prompt = "The quick brown fox jumps over the lazy dog, and then some more words follow here."
-    for sms, tuning in [("16", ""), ("1", "gemm_strips=2")]:
+    for sms, tuning in [("16", ""), ("1", "gemm_strips=2"), ("16", "gemm_fp16_accumulate=1"),
+                        ("1", "gemm_strips=2,gemm_fp16_accumulate=1")]:
         environment = {**SANITIZER, "AWQ_EDGE_CUDA_EMULATOR_SMS": sms, "AWQ_EDGE_CUDA_TUNING": tuning}
         run = subprocess.run([str(sanitized_build / "awq-edge-run"), str(path), "-p", prompt, "-n", "12",
                               "--ignore-eos", "--backend", "cuda", "--stats"], capture_output=True, text=True,
