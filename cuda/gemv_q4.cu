@@ -24,6 +24,7 @@
 #include "last_block.h"
 #include "launch.h"
 #include "prepared_activations.h"
+#include "strip_pointers.h"
 
 #include <cuda_fp16.h>
 
@@ -41,12 +42,10 @@ __device__ __forceinline__ void accumulate_strip(const GroupedWeight& w, int64_t
 #pragma unroll
     for (int r = 0; r < 4; ++r) acc[t][r] = 0.0f;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  const int gid = lane >> 2, tig = lane & 3;
+  const int tig = lane & 3;
   const int blocks = static_cast<int>(w.blocks), groups = static_cast<int>(w.groups);
   // 32-bit indices from here on: a strip has at most 2^31 / 32 blocks
-  const uint4* tiles = w.words + strip * w.blocks * 32 + lane;
-  const uint2* scales = reinterpret_cast<const uint2*>(w.scales) + strip * w.groups * 8 + gid;
-  const uint32_t* zeros = reinterpret_cast<const uint32_t*>(w.zeros) + strip * w.groups * 8 + gid;
+  const StripPointers lane_strip = strip_pointers(w, strip, lane);
   const uint4* x_lane = x + tig;
 
   // kDepth tiles in flight per warp: their loads are all issued before the first is used
@@ -55,15 +54,15 @@ __device__ __forceinline__ void accumulate_strip(const GroupedWeight& w, int64_t
 #pragma unroll
     for (int d = 0; d < kDepth; ++d) {
       const int b = base + d * warps;
-      tile[d] = b < blocks ? __ldcs(tiles + b * 32) : make_uint4(0, 0, 0, 0);  // streaming: read once per token
+      if (b < blocks) tile[d] = __ldcs(lane_strip.tiles + b * 32);  // streaming: read once per token
     }
 #pragma unroll
     for (int d = 0; d < kDepth; ++d) {
       const int b = base + d * warps;
       if (b >= blocks) break;
       const int j = b >> w.group_shift;
-      const uint2 s = __ldg(scales + j * 8);
-      const cuda_layout::ZeroPairs z = cuda_layout::zero_pairs(__ldg(zeros + j * 8));
+      const uint2 s = __ldg(lane_strip.scales + j * 8);
+      const cuda_layout::ZeroPairs z = cuda_layout::zero_pairs(__ldg(lane_strip.zeros + j * 8));
       const uint32_t words[4] = {tile[d].x, tile[d].y, tile[d].z, tile[d].w};
       const uint32_t scale2[4] = {s.x, s.x, s.y, s.y};  // row r's fp16 scale: half r % 2
 #pragma unroll

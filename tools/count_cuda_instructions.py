@@ -4,8 +4,9 @@ of gemv_q4_kernel<M> (cuda/gemv_q4.cu), compiled by nvcc for each architecture a
 The main loop is the backward branch around the streaming weight loads (LDG.E.EF.128); one trip
 handles kDepth tiles, 32 weights per lane each, so instructions per weight = trip length /
 (kDepth * 32). This counts issue slots, not time: it tells whether the ALUs can keep up with the
-memory (e.g. an H100 issues about 29.6e12 lane-instructions/s against 3.35 TB/s = 6.7e12 weights/s,
-so up to ~4.4 instructions per weight fit), not how fast the kernel runs.
+memory (e.g. an H200 issues about 29.6e12 lane-instructions/s against 4.8 TB/s = 9.2e12 weights/s
+with their g128 scales and zero points, so up to ~3.2 instructions per weight fit; an H100, 4.6), not
+how fast the kernel runs.
 
     python tools/count_cuda_instructions.py [--arch 87 90] [--tokens 1 2 4 8]
 
