@@ -4,8 +4,8 @@
 //     operations rounded to nearest even through fp32, exact for the sub and mul used here and
 //     within one fp16 rounding for fma),
 //   - the matrix-vector inner step (lane_row_dot),
-//   - the operands of mma.sync.m16n8k16 (a_registers, b_registers) and where its accumulators
-//     land (accumulator_token, accumulator_column).
+//   - the operands of mma.sync.m16n8k16 (scaled_weight_pairs, a_registers, b_registers) and where
+//     its accumulators land (accumulator_row, accumulator_token).
 #pragma once
 
 #include <cstdint>
@@ -173,29 +173,34 @@ AWQ_EDGE_HD float lane_row_dot(uint32_t word, const ZeroPairs& zeros, int r, con
   return h2_sum_times(sum, scale2, r & 1);
 }
 
-// mma.m16n8k16 A operands of the two k16 tiles of a block, from the lane's prepared x of token
-// rows gid (x_low) and gid + 8 (x_high) of the m16 tile.
-AWQ_EDGE_HD void a_registers(const uint32_t x_low[4], const uint32_t x_high[4], uint32_t tile0[4], uint32_t tile1[4]) {
-  tile0[0] = x_low[0];  tile0[1] = x_high[0];  tile0[2] = x_low[1];  tile0[3] = x_high[1];
-  tile1[0] = x_low[2];  tile1[1] = x_high[2];  tile1[2] = x_low[3];  tile1[3] = x_high[3];
-}
-
-// mma.m16n8k16 B operands of the two k16 tiles from word r of a lane (n8 tile r of the strip): the
-// weights (q - z) * s in fp16, s the row's scale as an fp16 pair.
-AWQ_EDGE_HD void b_registers(uint32_t word, const ZeroPairs& zeros, int r, uint32_t scale_pair, uint32_t tile0[2],
-                             uint32_t tile1[2]) {
+// The prefill kernel's mma.m16n8k16 multiplies A = 16 rows of W by B = x of 8 tokens (a tile of
+// y^T = W x^T): both operands are then used in the registers where they were computed or loaded.
+//
+// The 4 fp16 pairs (q - z) * s of word r of a lane (pair p: columns 2 tig + 8 p, + 1 of the
+// block), s the row's scale as an fp16 pair.
+AWQ_EDGE_HD void scaled_weight_pairs(uint32_t word, const ZeroPairs& zeros, int r, uint32_t scale_pair, uint32_t out[4]) {
   uint32_t d[4];
   unpack_pairs(word, biased_zero_pair_of_byte(zeros.zeros4, r), negative_sixteenth_zero_pair_of_byte(zeros.zeros4_times16, r), d);
-  tile0[0] = h2_mul(d[0], scale_pair);
-  tile0[1] = h2_mul(d[1], scale_pair);
-  tile1[0] = h2_mul(d[2], scale_pair);
-  tile1[1] = h2_mul(d[3], scale_pair);
+  for (int p = 0; p < 4; ++p) out[p] = h2_mul(d[p], scale_pair);
 }
 
-// Accumulator i (0..3) of `lane`: its token (row of the m16 tile) and its output column (row of W
-// within the n8 tile). With fp16 accumulators, register h (0, 1) holds accumulators 2h (low half) and
-// 2h + 1 (high half).
-AWQ_EDGE_HD int accumulator_token(int lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
-AWQ_EDGE_HD int accumulator_column(int lane, int i) { return 2 * (lane & 3) + (i & 1); }
+// A operands of the two k16 tiles of a block for the m16 tile of rows 8r + gid (`low`: word r's
+// scaled_weight_pairs) and 8r + 8 + gid (`high`: word r + 1's), r even.
+AWQ_EDGE_HD void a_registers(const uint32_t low[4], const uint32_t high[4], uint32_t tile0[4], uint32_t tile1[4]) {
+  tile0[0] = low[0];  tile0[1] = high[0];  tile0[2] = low[1];  tile0[3] = high[1];
+  tile1[0] = low[2];  tile1[1] = high[2];  tile1[2] = low[3];  tile1[3] = high[3];
+}
+
+// B operands of the two k16 tiles from the lane's 16 bytes of prepared x of token gid of the n8 tile.
+AWQ_EDGE_HD void b_registers(const uint32_t x[4], uint32_t tile0[2], uint32_t tile1[2]) {
+  tile0[0] = x[0];  tile0[1] = x[1];
+  tile1[0] = x[2];  tile1[1] = x[3];
+}
+
+// Accumulator i (0..3) of `lane`: its row of the m16 tile (a row of W) and its token of the n8
+// tile. With fp16 accumulators, register h (0, 1) holds accumulators 2h (low half) and 2h + 1
+// (high half): one row, two tokens.
+AWQ_EDGE_HD int accumulator_row(int lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
+AWQ_EDGE_HD int accumulator_token(int lane, int i) { return 2 * (lane & 3) + (i & 1); }
 
 }  // namespace awq_edge::cuda_layout

@@ -4,20 +4,20 @@
 //
 // Weights W (N, K), q4 with group size g (32, 64 or 128; q3 is widened to q4 at upload).
 // Rows are cut into strips of 32 (N padded up with zero rows), columns into blocks of 32.
-// A (strip, block) tile is 512 bytes: 32 lanes x 16 bytes, exactly the B operands of
-// mma.sync.m16n8k16 for that tile (4 n8-tiles x 2 k16-tiles), so one 128-bit load per lane
-// fetches it, for the matrix-matrix kernel and the matrix-vector kernel alike:
+// A (strip, block) tile is 512 bytes: 32 lanes x 16 bytes, exactly the A operands of
+// mma.sync.m16n8k16 for that tile (2 m16-tiles x 2 k16-tiles, W as the row-major A), so one
+// 128-bit load per lane fetches it, for the matrix-matrix kernel and the matrix-vector kernel alike:
 //
 //   lane = 4*gid + tig          (gid = lane / 4: mma "groupID", tig = lane % 4: "threadID_in_group")
-//   word r (r = 0..3) of lane   = row 8r + gid of the strip   (n8-tile r, B column gid)
+//   word r (r = 0..3) of lane   = row 8r + gid of the strip   (m16-tile r / 2, A row gid + 8 (r % 2))
 //   nibble i (bits 4i..4i+3)    = column 2*tig + 8*(i % 4) + i / 4 of the block
 //
 //            nibble:  0       1        2        3        4         5         6         7
 //            column:  2t      2t+8     2t+16    2t+24    2t+1      2t+9      2t+17     2t+25   (t = tig)
 //
 //   Pair p (p = 0..3) = nibbles p and p + 4 = columns (2t + 8p, 2t + 8p + 1): neighbours in one k16
-//   tile, so pairs 0, 1 are the B registers of k16-tile 0 (rows 2t, 2t+1 and 2t+8, 2t+9 of B) and
-//   pairs 2, 3 those of k16-tile 1. Pair p sits at bits 4p and 16 + 4p, so
+//   tile, so pairs 0, 1 are the row's A registers of k16-tile 0 (columns 2t, 2t+1 and 2t+8, 2t+9 of
+//   A) and pairs 2, 3 those of k16-tile 1. Pair p sits at bits 4p and 16 + 4p, so
 //   (word & 0x000F000F) | 0x64006400 is the fp16 pair (1024 + q, 1024 + q') of pair 0 without any
 //   integer conversion (0x6400 is fp16 1024, whose last mantissa bits are the nibble); pair 1 takes
 //   the mask 0x00F000F0 (1024 + 16q), pairs 2 and 3 the same from word >> 8 (fragment_math.h).
@@ -32,8 +32,8 @@
 // Activations x (m, K), prepared once per linear call from the fp32 activations:
 //   fp16, each 32-column block permuted so that lane (gid, tig) finds the 8 values its nibbles
 //   pair with in 16 contiguous bytes: position 8*tig + 2p + e holds column 2*tig + 8p + e.
-//   (These are also the A registers of mma.m16n8k16 for row gid: {p=0, p=1} for k16-tile 0,
-//   {p=2, p=3} for k16-tile 1.)
+//   (These are also the B registers of mma.m16n8k16 for column (token) gid: {p=0, p=1} for
+//   k16-tile 0, {p=2, p=3} for k16-tile 1.)
 //   For the matrix-vector kernel each (token, group) is also scaled by a power of two 2^-e into
 //   [-1, 1] (exact), so that short fp16 sums of (q - z) * x cannot overflow; x_multiplier (m, K/g)
 //   holds 2^e. The matrix-matrix kernel accumulates in fp32 inside the tensor cores and reads

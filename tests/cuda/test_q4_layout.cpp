@@ -6,11 +6,11 @@
 //     reads back through packed_value(); scales and zeros sit at their rows' entries.
 //  2. matrix-vector: a host emulation of every lane of the decode kernel, using the same
 //     lane_row_dot the kernel calls, matches a double-precision reference y = x W^T.
-//  3. matrix-matrix: the A and B registers that the prefill kernel hands to mma.m16n8k16
-//     (a_registers, b_registers), put back into matrices with the PTX ISA's fragment tables
-//     ("Matrix Fragments for mma.m16n8k16 with floating point type", written out independently
-//     below), multiplied, and the accumulators placed with accumulator_token/column, match the
-//     reference.
+//  3. matrix-matrix: the A (weights) and B (x) registers that the prefill kernel hands to
+//     mma.m16n8k16 (scaled_weight_pairs and a_registers, b_registers), put back into matrices with
+//     the PTX ISA's fragment tables ("Matrix Fragments for mma.m16n8k16 with floating point type",
+//     written out independently below), multiplied, and the accumulators placed with
+//     accumulator_row/token, match the reference.
 // Exits 0 when every check passes; prints the first failures otherwise.
 #include <algorithm>
 #include <cmath>
@@ -205,9 +205,10 @@ int ptx_c_col(int lane, int i) { return (lane % 4) * 2 + (i & 1); }
 
 float half_of(uint32_t pair, int which) { return fp16_to_float(static_cast<uint16_t>(which ? pair >> 16 : pair & 0xFFFF)); }
 
-// The prefill kernel (gemm_q4.cu) for one m16 tile of tokens, with mma emulated from the tables.
+// The prefill kernel (gemm_q4.cu) for n8 tiles of tokens, with mma emulated from the tables: A = 16
+// rows of W (m16 tile rt of a strip), B = x of 8 tokens, C = that tile of y^T.
 void check_matrix_matrix(const FileMatrix& f, const PackedGroupedWeight& p, std::mt19937& rng) {
-  const int64_t m = 19;  // two m16 tiles, the second partly padding
+  const int64_t m = 19;  // three n8 tiles, the last partly padding
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(m * f.cols));
   for (float& v : x) v = normal(rng);
@@ -215,41 +216,42 @@ void check_matrix_matrix(const FileMatrix& f, const PackedGroupedWeight& p, std:
   std::vector<float> unused;
   prepare(x, m, f.cols, f.group, false, xp, unused);
   std::vector<double> y(static_cast<size_t>(m * p.strips * 32), 0.0);
-  for (int64_t tile = 0; tile * 16 < m; ++tile) {
+  for (int64_t tile = 0; tile * 8 < m; ++tile) {
     for (int64_t s = 0; s < p.strips; ++s) {
       for (int64_t b = 0; b < p.blocks; ++b) {
         const int64_t j = b * 32 / f.group;
-        // registers of every lane
-        uint32_t a[2][32][4], bregs[4][2][32][2];
+        // registers of every lane: a[m16 tile][k16 tile][lane], b[k16 tile][lane]
+        uint32_t a[2][2][32][4], bregs[2][32][2];
         for (int lane = 0; lane < 32; ++lane) {
           const int gid = lane >> 2, tig = lane & 3;
-          uint32_t x_low[4] = {0, 0, 0, 0}, x_high[4] = {0, 0, 0, 0};
-          const int64_t t_low = tile * 16 + gid, t_high = t_low + 8;
-          if (t_low < m) std::memcpy(x_low, &xp[static_cast<size_t>(t_low * f.cols + b * 32 + 8 * tig)], 16);
-          if (t_high < m) std::memcpy(x_high, &xp[static_cast<size_t>(t_high * f.cols + b * 32 + 8 * tig)], 16);
-          a_registers(x_low, x_high, a[0][lane], a[1][lane]);
+          uint32_t xs[4] = {0, 0, 0, 0};
+          const int64_t token = tile * 8 + gid;
+          if (token < m) std::memcpy(xs, &xp[static_cast<size_t>(token * f.cols + b * 32 + 8 * tig)], 16);
+          b_registers(xs, bregs[0][lane], bregs[1][lane]);
+          uint32_t pairs[4][4];
           for (int r = 0; r < 4; ++r) {
             const size_t entry = static_cast<size_t>((s * p.groups + j) * 32 + 4 * gid + r);
             const uint32_t scale_pair = static_cast<uint32_t>(p.scales[entry]) * 0x00010001u;
-            b_registers(p.words[static_cast<size_t>(word_index(s, b, p.blocks, lane, r))],
-                        zero_pairs(zeros4_of(p, s, j, gid)), r, scale_pair, bregs[r][0][lane], bregs[r][1][lane]);
+            scaled_weight_pairs(p.words[static_cast<size_t>(word_index(s, b, p.blocks, lane, r))],
+                                zero_pairs(zeros4_of(p, s, j, gid)), r, scale_pair, pairs[r]);
           }
+          for (int rt = 0; rt < 2; ++rt) a_registers(pairs[2 * rt], pairs[2 * rt + 1], a[rt][0][lane], a[rt][1][lane]);
         }
         for (int k16 = 0; k16 < 2; ++k16) {
-          double A[16][16], B[4][16][8];
+          double A[2][16][16], B[16][8];
           for (int lane = 0; lane < 32; ++lane) {
-            for (int i = 0; i < 8; ++i) A[ptx_a_row(lane, i)][ptx_a_col(lane, i)] = half_of(a[k16][lane][i / 2], i & 1);
-            for (int r = 0; r < 4; ++r)
-              for (int i = 0; i < 4; ++i) B[r][ptx_b_row(lane, i)][ptx_b_col(lane, i)] = half_of(bregs[r][k16][lane][i / 2], i & 1);
+            for (int rt = 0; rt < 2; ++rt)
+              for (int i = 0; i < 8; ++i) A[rt][ptx_a_row(lane, i)][ptx_a_col(lane, i)] = half_of(a[rt][k16][lane][i / 2], i & 1);
+            for (int i = 0; i < 4; ++i) B[ptx_b_row(lane, i)][ptx_b_col(lane, i)] = half_of(bregs[k16][lane][i / 2], i & 1);
           }
-          for (int r = 0; r < 4; ++r) {
+          for (int rt = 0; rt < 2; ++rt) {
             for (int lane = 0; lane < 32; ++lane) {
               for (int i = 0; i < 4; ++i) {
                 double c = 0.0;
-                for (int kk = 0; kk < 16; ++kk) c += A[ptx_c_row(lane, i)][kk] * B[r][kk][ptx_c_col(lane, i)];
+                for (int kk = 0; kk < 16; ++kk) c += A[rt][ptx_c_row(lane, i)][kk] * B[kk][ptx_c_col(lane, i)];
                 // the kernel's placement of accumulator i
-                const int64_t token = tile * 16 + accumulator_token(lane, i);
-                const int64_t row = s * 32 + 8 * r + accumulator_column(lane, i);
+                const int64_t token = tile * 8 + accumulator_token(lane, i);
+                const int64_t row = s * 32 + 16 * rt + accumulator_row(lane, i);
                 if (token < m) y[static_cast<size_t>(token * p.strips * 32 + row)] += c;
               }
             }
