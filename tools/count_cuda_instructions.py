@@ -1,5 +1,7 @@
-"""Static cost of the CUDA decode kernel without a GPU: SASS instructions per weight in the main loop
-of gemv_q4_kernel<M> (cuda/gemv_q4.cu), compiled by nvcc for each architecture and disassembled.
+"""Static cost of the CUDA linear kernels without a GPU: SASS instructions in their main loops,
+compiled by nvcc for each architecture and disassembled.
+
+Decode: instructions per weight in the main loop of gemv_q4_kernel<M> (cuda/gemv_q4.cu).
 
 The main loop is the backward branch around the streaming weight loads (LDG.E.EF.128); one trip
 handles kDepth tiles, 32 weights per lane each, so instructions per weight = trip length /
@@ -8,7 +10,15 @@ memory (e.g. an H200 issues about 29.6e12 lane-instructions/s against 4.8 TB/s =
 with their g128 scales and zero points, so up to ~3.2 instructions per weight fit; an H100, 4.6), not
 how fast the kernel runs.
 
+Prefill (--prefill): the main loop of each gemm_q4_kernel / gemm_q4_staged_kernel instantiation
+(cuda/gemm_q4.cu), the backward branch around the HMMAs: one trip is one 32-column block of a warp,
+32 mma.m16n8k16, and every other instruction there competes with them for issue slots (an SM
+sub-partition issues one instruction per cycle; its tensor cores take about 2 cycles per m16n8k16 on
+A100-class parts). Every path of the range counts once (the fp16 kernels' includes the fold, which
+runs once per group).
+
     python tools/count_cuda_instructions.py [--arch 87 90] [--tokens 1 2 4 8]
+    python tools/count_cuda_instructions.py --prefill [--arch 87 90]
 
 Needs nvcc and cuobjdump with the nvdisasm it calls: the CUDA toolkit's, or the PyPI packages
 `nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` (part of the test extra on x86-64 Linux), which are
@@ -40,21 +50,27 @@ def kernel_sass(sass: str, tokens: int) -> list[tuple[int, str]]:
     raise SystemExit(f"gemv_q4_kernel<{tokens}, false> not found in the disassembly")
 
 
-def main_loop_length(instructions: list[tuple[int, str]]) -> int:
-    """Instructions in the backward branch's range that contains the streaming weight loads."""
-    loads = [a for a, text in instructions if "LDG.E.EF" in text]
+def main_loop(instructions: list[tuple[int, str]], anchor: str = "LDG.E.EF") -> list[tuple[int, str]]:
+    """The instructions of the longest backward branch's range that contains an `anchor` instruction
+    (default: the decode kernel's streaming weight loads)."""
+    anchors = [a for a, text in instructions if anchor in text]
     best = None
     for address, text in instructions:
         match = re.search(r"\bBRA\s+(?:`\()?(?:\.L_x_\d+|0x([0-9a-f]+))", text)
         if not match or match.group(1) is None:
             continue
         target = int(match.group(1), 16)
-        if target < address and any(target <= a <= address for a in loads):
-            length = (address - target) // 16 + 1
-            best = length if best is None else max(best, length)
+        if target < address and any(target <= a <= address for a in anchors):
+            if best is None or address - target > best[1] - best[0]:
+                best = (target, address)
     if best is None:
-        raise SystemExit("no loop around the weight loads found")
-    return best
+        raise SystemExit(f"no loop around {anchor} found")
+    return [(a, text) for a, text in instructions if best[0] <= a <= best[1]]
+
+
+def main_loop_length(instructions: list[tuple[int, str]]) -> int:
+    """Instructions in the backward branch's range that contains the streaming weight loads."""
+    return len(main_loop(instructions))
 
 
 def find_cuobjdump():
@@ -91,6 +107,24 @@ def decode_loop_cost(arch: str, tokens_list, nvcc: str, cuobjdump: str) -> dict:
     return {tokens: main_loop_length(kernel_sass(sass, tokens)) for tokens in tokens_list}
 
 
+def prefill_loop_costs(sass: str) -> dict:
+    """{mangled gemm_q4 kernel name: (main loop instructions, HMMAs among them)}."""
+    costs = {}
+    functions = re.split(r"Function : (\S+)", sass)
+    for name, body in zip(functions[1::2], functions[2::2]):
+        if "gemm_q4" in name:
+            loop = main_loop([(int(address, 16), text) for address, text in LINE.findall(body)], "HMMA")
+            costs[name] = (len(loop), sum(1 for _, text in loop if re.search(r"\bHMMA\.", text)))
+    return costs
+
+
+def prefill_kernel_label(name: str) -> str:
+    """'split K, fp32' or 'x staged S = 4, fp16' from a mangled gemm_q4 kernel name."""
+    accumulation = "fp16" if re.search(r"Lb1EE", name) else "fp32"
+    staged = re.search(r"gemm_q4_staged_kernelILi(\d+)E", name)
+    return f"x staged S = {staged[1]}, {accumulation}" if staged else f"split K, {accumulation}"
+
+
 def tensor_core_instructions(sass: str) -> dict:
     """{mangled kernel name: set of its HMMA variants (e.g. 'HMMA.16816.F32')}."""
     functions = re.split(r"Function : (\S+)", sass)
@@ -101,11 +135,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", nargs="+", default=["87", "90"])
     parser.add_argument("--tokens", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--prefill", action="store_true", help="count the prefill kernels' loops instead")
     parser.add_argument("--nvcc", default=shutil.which("nvcc"))
     parser.add_argument("--cuobjdump", default=find_cuobjdump())
     args = parser.parse_args()
     if not args.nvcc or not args.cuobjdump:
         sys.exit("needs nvcc and cuobjdump (see the module docstring)")
+    if args.prefill:
+        print("| arch | kernel | loop instructions | HMMA | per HMMA |")
+        print("|---|---|---|---|---|")
+        for arch in args.arch:
+            costs = prefill_loop_costs(compiled_sass("gemm_q4.cu", arch, args.nvcc, args.cuobjdump))
+            for name, (length, hmma) in sorted(costs.items(), key=lambda item: prefill_kernel_label(item[0])):
+                print(f"| sm_{arch} | {prefill_kernel_label(name)} | {length} | {hmma} | {length / hmma:.2f} |")
+        return
     print("| arch | tokens | loop instructions (4 tiles) | per weight | per weight and token |")
     print("|---|---|---|---|---|")
     for arch in args.arch:
