@@ -273,11 +273,14 @@ __global__ void __launch_bounds__(256) gemm_q4_kernel(GroupedWeight w, const uin
 constexpr int kStages = 3;                    // x stages in flight (gemm_q4_staged_kernel)
 constexpr int kStageUint4s = kTokensPerBlock * 4;  // 64 tokens x 64 bytes
 
+// At least 12 warps per SM for S = 2 and 4 with fp32 accumulation (168 registers at most: as many
+// warps as before a block's 8 x loads were made to overlap; the fp16 kernels would spill).
+constexpr int staged_min_blocks(int S, bool half_accumulate) { return half_accumulate || S >= 8 ? 1 : 12 / S; }
+
 template <int S, bool kHalfAccumulate>
-__global__ void __launch_bounds__(S * 32, 1) gemm_q4_staged_kernel(GroupedWeight w, const uint4* __restrict__ x,
-                                                                const float* __restrict__ multipliers, int64_t m,
-                                                                const float* __restrict__ bias,
-                                                                float* __restrict__ y, int64_t y_stride) {
+__global__ void __launch_bounds__(S * 32, staged_min_blocks(S, kHalfAccumulate))
+    gemm_q4_staged_kernel(GroupedWeight w, const uint4* __restrict__ x, const float* __restrict__ multipliers,
+                          int64_t m, const float* __restrict__ bias, float* __restrict__ y, int64_t y_stride) {
   uint4* stages = dynamic_shared<uint4>();  // (kStages, 64 tokens, 4)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
