@@ -13,8 +13,8 @@ how fast the kernel runs.
 Prefill (--prefill): the main loop of each gemm_q4_kernel / gemm_q4_staged_kernel instantiation
 (cuda/gemm_q4.cu), the backward branch around the HMMAs: one trip is one 32-column block of a warp,
 32 mma.m16n8k16, and every other instruction there competes with them for issue slots (an SM
-sub-partition issues one instruction per cycle; its tensor cores take about 2 cycles per m16n8k16 on
-A100-class parts). Every path of the range counts once (the fp16 kernels' includes the fold, which
+sub-partition issues one instruction per cycle; its tensor cores take about 8 cycles per m16n8k16 on
+an A100 or an Orin, about 4 on an H100, so a trip's 32 take 256 and 128). Every path of the range counts once (the fp16 kernels' includes the fold, which
 runs once per group).
 
     python tools/count_cuda_instructions.py [--arch 87 90] [--tokens 1 2 4 8]
