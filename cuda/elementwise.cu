@@ -1,19 +1,15 @@
-// elementwise.cu: the decoder's operations other than linear layers and attention.
+// elementwise.cu: the decoder's operations other than linear layers, RMSNorm (rms_norm.cu) and attention.
 //
 //   activations fp32 (rows, cols) with a row stride; KV cache fp16 (capacity, nkv*D) per layer;
 //   rope tables fp32 (positions, D/2).
 //
 //   embed_*      one block per token, threads over the K columns of the table row
-//   rms_norm     one block per row: (x += delta), sum of squares reduced in the block, scale;
-//                optionally also the row's prepared (scaled) form for the q4 decode kernels, a warp
-//                per group (prepared_activations.h), read back from out after the block's barrier
 //   rope         one block per token, one thread per (head, pair i) of q and k; pairs (i, i + D/2)
 //   store_kv     one thread per element, rounded to fp16
 //   silu_mul/add one thread per element
 #include "attention_math.h"
 #include "kernels.h"
 #include "launch.h"
-#include "prepared_activations.h"
 #include "q4_layout.h"
 
 #include <cuda_fp16.h>
@@ -46,40 +42,6 @@ __global__ void embed_dense_kernel(DenseWeight table, const int32_t* __restrict_
                                : __half2float(static_cast<const __half*>(table.values)[row * table.cols + k]);
     out[blockIdx.x * out_stride + k] = v * scale;
   }
-}
-
-__device__ float block_sum(float v) {
-  __shared__ float partial[kThreads / 32];
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, offset);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x / 32] = v;
-  __syncthreads();
-  float total = 0.0f;
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) total += partial[w];
-  return total;
-}
-
-__global__ void __launch_bounds__(kThreads) rms_norm_kernel(float* x, int64_t x_stride, const float* delta,
-                                                            int64_t delta_stride, const float* __restrict__ weight,
-                                                            float eps, int64_t cols, float* out, int64_t out_stride,
-                                                            PreparedOutput prepared) {
-  float* row = x + blockIdx.x * x_stride;
-  float sum_squares = 0.0f;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    float v = row[i];
-    if (delta != nullptr) {
-      v += delta[blockIdx.x * delta_stride + i];
-      row[i] = v;  // the residual stream keeps the sum
-    }
-    sum_squares += v * v;
-  }
-  const float inverse_rms = rsqrtf(block_sum(sum_squares) / static_cast<float>(cols) + eps);
-  float* out_row = out + blockIdx.x * out_stride;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out_row[i] = row[i] * inverse_rms * weight[i];
-  if (prepared.data == nullptr) return;
-  __syncthreads();  // the block's writes of out_row are visible to the whole block
-  const int64_t groups = cols / prepared.group_size;
-  prepare_row(out_row, cols, prepared.group_size, true, reinterpret_cast<__half*>(prepared.data) + blockIdx.x * cols,
-              prepared.multipliers + blockIdx.x * groups);
 }
 
 __global__ void rope_kernel(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* __restrict__ cos_table,
@@ -136,13 +98,6 @@ void embed_grouped(const GroupedWeight& table, const int32_t* tokens, const Matr
 void embed_dense(const DenseWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream) {
   launch("embed_dense", embed_dense_kernel, static_cast<unsigned>(out.rows), kThreads, 0, stream, table, tokens,
          out.data, out.stride);
-}
-
-void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float eps, const Matrix& out,
-              cudaStream_t stream, const PreparedOutput* prepared) {
-  launch("rms_norm", rms_norm_kernel, static_cast<unsigned>(x.rows), kThreads, 0, stream, x.data, x.stride,
-         delta != nullptr ? delta->data : nullptr, delta != nullptr ? delta->stride : 0, weight, eps, x.cols, out.data,
-         out.stride, prepared != nullptr ? *prepared : PreparedOutput{});
 }
 
 void rope(const Matrix& q, const Matrix& k, const float* cos, const float* sin, const int64_t* first_position,

@@ -105,7 +105,8 @@ void embed_grouped(const GroupedWeight& table, const int32_t* tokens, const Matr
 void embed_dense(const DenseWeight& table, const int32_t* tokens, const Matrix& out, cudaStream_t stream);
 
 // When delta is given, x += delta first (written back). Then out = x / rms(x) * weight, and when
-// `prepared` is given, out's prepared form too.
+// `prepared` is given (its group size dividing x.cols), out's prepared form too (rms_norm.cu).
+// x and out may be the same matrix.
 void rms_norm(const Matrix& x, const Matrix* delta, const float* weight, float eps, const Matrix& out,
               cudaStream_t stream, const PreparedOutput* prepared = nullptr);
 

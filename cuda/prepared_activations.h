@@ -1,6 +1,6 @@
 // prepared_activations.h: writing the q4 linear kernels' activation operand (q4_layout.h) from fp32,
 // shared by prepare_activations.cu and the kernels that produce a linear layer's input and prepare
-// it on the way (rms_norm in elementwise.cu), so that both give the same bytes.
+// it on the way (rms_norm.cu, attention.cu, gemv_q4.cu), so that all give the same bytes.
 //
 //   row: fp32 (K,)            prepared row: fp16 (K,), each 32-column block permuted
 //   group j = columns [j g, (j + 1) g)  ->  scaled: each value / 2^e, 2^e >= the group's max |x|,
@@ -16,6 +16,14 @@
 #include "q4_layout.h"
 
 namespace awq_edge::cuda {
+
+// Column k of a row, value / multiplier rounded to fp16, at its place in the prepared (permuted) row.
+// The multiplier is a power of two 2^e (e <= 128), so 1 / multiplier is exact (0 for 2^128 = inf) and
+// value * (1 / multiplier) is value / multiplier, without a division per value.
+__device__ __forceinline__ void write_prepared(__half* prepared_row, int64_t k, float value, float inverse_multiplier) {
+  prepared_row[(k / 32) * 32 + cuda_layout::permuted_position(static_cast<int>(k % 32))] =
+      __float2half_rn(value * inverse_multiplier);
+}
 
 // Group `group` of `row` (group_size 32, 64 or 128) by the calling warp; `multipliers` may be null.
 __device__ __forceinline__ void prepare_group(const float* row, int64_t group, int group_size, bool scaled,
@@ -39,11 +47,7 @@ __device__ __forceinline__ void prepare_group(const float* row, int64_t group, i
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    if (i < per_lane) {
-      const int64_t k = first + lane + 32 * i;
-      prepared_row[(k / 32) * 32 + cuda_layout::permuted_position(static_cast<int>(k % 32))] =
-          __float2half_rn(values[i] / multiplier);
-    }
+    if (i < per_lane) write_prepared(prepared_row, first + lane + 32 * i, values[i], 1.0f / multiplier);
   }
   if (lane == 0 && multipliers != nullptr) multipliers[group] = multiplier;
 }

@@ -17,8 +17,13 @@ sub-partition issues one instruction per cycle; its tensor cores take about 8 cy
 an A100 or an Orin, about 4 on an H100, so a trip's 32 take 256 and 128). Every path of the range counts once (the fp16 kernels' includes the fold, which
 runs once per group).
 
+RMSNorm (--norm): where the global loads of cuda/rms_norm.cu's kernels sit. A decode step's norm reads
+one row per token from L2, so its time is the number of loads that wait one after another: a load
+inside a loop waits once per trip, loads issued before the first barrier wait once together.
+
     python tools/count_cuda_instructions.py [--arch 87 90] [--tokens 1 2 4 8]
     python tools/count_cuda_instructions.py --prefill [--arch 87 90]
+    python tools/count_cuda_instructions.py --norm [--arch 87 90]
 
 Needs nvcc and cuobjdump with the nvdisasm it calls: the CUDA toolkit's, or the PyPI packages
 `nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` (part of the test extra on x86-64 Linux), which are
@@ -50,17 +55,23 @@ def kernel_sass(sass: str, tokens: int) -> list[tuple[int, str]]:
     raise SystemExit(f"gemv_q4_kernel<{tokens}, false> not found in the disassembly")
 
 
+def backward_branches(instructions: list[tuple[int, str]]) -> list[tuple[int, int]]:
+    """(target, address) of every branch back to an earlier instruction: the ranges that loops repeat."""
+    ranges = []
+    for address, text in instructions:
+        match = re.search(r"\bBRA\s+(?:`\()?(?:\.L_x_\d+|0x([0-9a-f]+))", text)
+        if match and match.group(1) is not None and int(match.group(1), 16) < address:
+            ranges.append((int(match.group(1), 16), address))
+    return ranges
+
+
 def main_loop(instructions: list[tuple[int, str]], anchor: str = "LDG.E.EF") -> list[tuple[int, str]]:
     """The instructions of the longest backward branch's range that contains an `anchor` instruction
     (default: the decode kernel's streaming weight loads)."""
     anchors = [a for a, text in instructions if anchor in text]
     best = None
-    for address, text in instructions:
-        match = re.search(r"\bBRA\s+(?:`\()?(?:\.L_x_\d+|0x([0-9a-f]+))", text)
-        if not match or match.group(1) is None:
-            continue
-        target = int(match.group(1), 16)
-        if target < address and any(target <= a <= address for a in anchors):
+    for target, address in backward_branches(instructions):
+        if any(target <= a <= address for a in anchors):
             if best is None or address - target > best[1] - best[0]:
                 best = (target, address)
     if best is None:
@@ -125,6 +136,29 @@ def prefill_kernel_label(name: str) -> str:
     return f"x staged S = {staged[1]}, {accumulation}" if staged else f"split K, {accumulation}"
 
 
+def global_load_placement(instructions: list[tuple[int, str]]) -> dict:
+    """Where a kernel's global loads (LDG) sit: how many in all, inside a loop (each trip waits for its own,
+    one after another), and before the first block barrier (issued together, one wait for all)."""
+    loads = [a for a, text in instructions if re.search(r"\bLDG\.", text)]
+    loops = backward_branches(instructions)
+    barriers = [a for a, text in instructions if "BAR.SYNC" in text]
+    first_barrier = min(barriers) if barriers else float("inf")
+    return {"loads": len(loads), "in_loops": sum(1 for a in loads if any(t <= a <= b for t, b in loops)),
+            "before_barrier": sum(1 for a in loads if a < first_barrier)}
+
+
+def norm_kernels(sass: str) -> dict:
+    """{label: global_load_placement} of each RMSNorm kernel of cuda/rms_norm.cu."""
+    placements = {}
+    functions = re.split(r"Function : (\S+)", sass)
+    for name, body in zip(functions[1::2], functions[2::2]):
+        slots = re.search(r"rms_norm_registers_kernelILi(\d+)E", name)
+        label = f"registers, {slots[1]} float4 per thread" if slots else "loop" if "rms_norm_loop" in name else None
+        if label:
+            placements[label] = global_load_placement([(int(a, 16), t) for a, t in LINE.findall(body)])
+    return placements
+
+
 def tensor_core_instructions(sass: str) -> dict:
     """{mangled kernel name: set of its HMMA variants (e.g. 'HMMA.16816.F32')}."""
     functions = re.split(r"Function : (\S+)", sass)
@@ -136,11 +170,19 @@ def main():
     parser.add_argument("--arch", nargs="+", default=["87", "90"])
     parser.add_argument("--tokens", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--prefill", action="store_true", help="count the prefill kernels' loops instead")
+    parser.add_argument("--norm", action="store_true", help="where the RMSNorm kernels' global loads sit instead")
     parser.add_argument("--nvcc", default=shutil.which("nvcc"))
     parser.add_argument("--cuobjdump", default=find_cuobjdump())
     args = parser.parse_args()
     if not args.nvcc or not args.cuobjdump:
         sys.exit("needs nvcc and cuobjdump (see the module docstring)")
+    if args.norm:
+        print("| arch | kernel | global loads | inside a loop | before the first barrier |")
+        print("|---|---|---|---|---|")
+        for arch in args.arch:
+            for label, p in sorted(norm_kernels(compiled_sass("rms_norm.cu", arch, args.nvcc, args.cuobjdump)).items()):
+                print(f"| sm_{arch} | {label} | {p['loads']} | {p['in_loops']} | {p['before_barrier']} |")
+        return
     if args.prefill:
         print("| arch | kernel | loop instructions | HMMA | per HMMA |")
         print("|---|---|---|---|---|")

@@ -6,7 +6,8 @@ __syncthreads and mma.sync are emulated as CUDA specifies them, and stream captu
 
 1. tests/cuda/test_emulator.cpp: the emulator itself (shuffles, barriers, mma against double, graph
    recording, and the mistakes it reports: divergent shuffles, partial barriers, refused launches, races
-   that the thread order exposes).
+   that the thread order exposes); tests/cuda/test_prepared_writers.cpp: the RMSNorm kernels' prepared
+   output, byte for byte that of prepare_activations.
 2. tests/cuda/test_cuda_backend.py's GPU tests (every linear kernel against numpy at odd shapes, logits of
    every tiny model against transformers, attention shapes, graph replay equal to eager) and
    tests/cpp/test_backend_operations.py's (the other operations one at a time against numpy, the attention
@@ -49,7 +50,7 @@ def emulated_build(tmp_path_factory):
                                 f"-DPython_EXECUTABLE={sys.executable}"], capture_output=True, text=True)
     assert configure.returncode == 0, configure.stdout + configure.stderr
     compile_ = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "_awq_edge", "test_emulator",
-                               "awq-edge-run"], capture_output=True, text=True)
+                               "test_prepared_writers", "awq-edge-run"], capture_output=True, text=True)
     assert compile_.returncode == 0, compile_.stdout[-5000:] + compile_.stderr[-5000:]
     return build
 
@@ -74,6 +75,17 @@ def test_emulator_runs_kernels_as_cuda_specifies(emulated_build):
     print(run.stdout)
     assert run.returncode == 0 and run.stdout.rstrip().endswith("OK"), run.stdout + run.stderr
     assert run.stdout.count("ok  ") >= 15
+
+
+@pytest.mark.parametrize("build", ["emulated_build", "sanitized_build"])
+def test_norm_kernels_write_the_prepared_bytes_of_their_output(build, request):
+    """tests/cuda/test_prepared_writers.cpp: rms_norm.cu's kernels (rows in registers, and the loop) against
+    prepare_activations and a double reference, also under AddressSanitizer (rows past a warp's end)."""
+    program = request.getfixturevalue(build) / "cuda" / "emulator" / "test_prepared_writers"
+    run = subprocess.run([str(program)], capture_output=True, text=True, timeout=300, env=SANITIZER)
+    print(run.stdout)
+    assert run.returncode == 0 and run.stdout.rstrip().endswith("OK"), run.stdout + run.stderr[-3000:]
+    assert run.stdout.count("ok  ") == 33
 
 
 # thread order -> (SMs of the emulated sm_87, AWQ_EDGE_CUDA_TUNING). The first run is a Jetson AGX Orin (16
@@ -203,7 +215,7 @@ def test_a_decode_step_launches_seven_kernels_per_layer(emulated_build, tmp_path
 
 @pytest.fixture(scope="session")
 def sanitized_build(tmp_path_factory):
-    """awq-edge-run and test_emulator for the emulator, built with AddressSanitizer."""
+    """awq-edge-run, test_emulator and test_prepared_writers for the emulator, built with AddressSanitizer."""
     if shutil.which("cmake") is None:
         pytest.skip("needs cmake")
     build = tmp_path_factory.mktemp("build-cuda-emulator-asan")
@@ -212,8 +224,8 @@ def sanitized_build(tmp_path_factory):
                                 "-DCMAKE_CXX_FLAGS=-fsanitize=address -fno-omit-frame-pointer"],
                                capture_output=True, text=True)
     assert configure.returncode == 0, configure.stdout + configure.stderr
-    compile_ = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "awq-edge-run", "test_emulator"],
-                              capture_output=True, text=True)
+    compile_ = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "awq-edge-run", "test_emulator",
+                               "test_prepared_writers"], capture_output=True, text=True)
     assert compile_.returncode == 0, compile_.stdout[-5000:] + compile_.stderr[-5000:]
     return build
 
