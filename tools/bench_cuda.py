@@ -19,8 +19,14 @@
            one-element kernels (torch), its replay time / 1000; times the kernels of one decode step
            (7 per layer + 3, as tests/cuda/test_cuda_emulator.py counts them) gives the step's floor
            before any byte is read. CUDA only.
+  profile  where a decode step's time goes, at the first of --contexts (128): every kernel and copy the GPU ran during
+           --steps steps (torch.profiler, whose CUPTI sees every kernel of the process, awq_edge's
+           recorded and replayed steps included), per step by kernel: launches, microseconds, share
+           of the step's span on the GPU; and how much of that span no kernel ran (boundaries, the
+           host). CUDA only.
 
-    python tools/bench_cuda.py [--parts linear decode prefill boundary load] [--shape llama2-7b] [--model-dir DIR]
+    python tools/bench_cuda.py [--parts linear decode prefill boundary load profile] [--shape llama2-7b]
+                               [--model-dir DIR]
                                [--layers 4096x4096 4096x11008 ...]
 
 Prints a markdown table per part with the GPU, driver, date and command, for docs/BENCHMARKS.md.
@@ -233,6 +239,73 @@ def bench_boundary(args):
     print(f"| {per_kernel * 1e6:.2f} us | {step_kernels} kernels | {step_kernels * per_kernel * 1e3:.3f} ms per token |")
 
 
+def short_kernel_name(name: str) -> str:
+    """'gemv_q4_kernel<1, false>' from the profiler's demangled 'void awq_edge::cuda::(anonymous
+    namespace)::gemv_q4_kernel<1, false>(awq_edge::cuda::GemvOutputs, ...)'."""
+    name = name.removeprefix("void ").replace("(anonymous namespace)::", "").replace("awq_edge::cuda::", "")
+    depth = 0
+    for i, character in enumerate(name):
+        depth += character == "<"
+        depth -= character == ">"
+        if character == "(" and depth == 0:
+            return name[:i].rstrip()
+    return name
+
+
+def step_breakdown(intervals, steps: int) -> tuple:
+    """From the GPU's (name, start us, end us) of `steps` decode steps: rows (name, launches per step, us per
+    step, share of the span) by time, the span per step (first start to last end, so the host's time between
+    steps counts), the busy time per step (the union of the intervals), the launches per step and the median
+    gap between one launch's end and the next one's start (what a boundary typically costs)."""
+    totals = {}
+    for name, start, end in intervals:
+        count, total = totals.get(short_kernel_name(name), (0, 0.0))
+        totals[short_kernel_name(name)] = (count + 1, total + end - start)
+    span = (max(end for _, _, end in intervals) - min(start for _, start, _ in intervals)) / steps
+    busy, reach, gaps = 0.0, float("-inf"), []
+    for _, start, end in sorted(intervals, key=lambda interval: interval[1]):
+        if reach > float("-inf"):
+            gaps.append(max(0.0, start - reach))
+        busy += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    rows = [(name, count / steps, total / steps, total / steps / span)
+            for name, (count, total) in sorted(totals.items(), key=lambda item: -item[1][1])]
+    return rows, span, busy / steps, len(intervals) / steps, float(np.median(gaps)) if gaps else 0.0
+
+
+def profile_decode(generator, context: int, steps: int):
+    """Prints where `steps` decode steps at `context` spend the GPU's time (torch.profiler)."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    generator.reset()
+    ids = np.random.default_rng(context).integers(0, 256, context).tolist()
+    generator.logits(ids)
+    for token in ids[:2]:
+        generator.logits([int(token)])  # recorded, then replayed: the profiled steps are replays
+    torch.cuda.synchronize()
+    sys.stdout.flush()  # what was printed survives a profiler that fails
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        start = time.perf_counter()
+        for i in range(steps):
+            generator.logits([int(ids[i % context])])
+        wall = (time.perf_counter() - start) / steps * 1e6
+    intervals = [(e.name, e.time_range.start, e.time_range.end) for e in profiler.events()
+                 if e.device_type == DeviceType.CUDA]
+    if all(name.startswith(("Memcpy", "Memset")) for name, _, _ in intervals):
+        print("\nprofile: the profiler saw no kernel (CUPTI missing, or not tracing CUDA graphs recorded before it "
+              "started: try AWQ_EDGE_CUDA_GRAPHS=0, which times eager steps instead)")
+        return
+    rows, span, busy, launches, boundary = step_breakdown(intervals, steps)
+    print(f"\n| decode step at context {context}, by kernel | launches per step | us per step | % of the span |")
+    print("|---|---|---|---|")
+    for name, count, micros, share in rows:
+        print(f"| `{name}` | {count:.0f} | {micros:.1f} | {100 * share:.1f} % |")
+    print(f"\nper step: {span:.0f} us on the GPU (first start to last end, the host's time between steps "
+          f"included), {busy:.0f} us of it running something, {span - busy:.0f} us idle; {launches:.0f} launches, "
+          f"median gap between two: {boundary:.2f} us; {wall:.0f} us of wall time per step under the profiler")
+
+
 # Run in a fresh process by bench_load: loads the model and reports what that cost, as JSON.
 LOAD_PROBE = '''
 import json, sys, time
@@ -287,8 +360,8 @@ def bench_load(args, path: Path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["linear", "decode", "prefill", "boundary", "load"],
-                        choices=["linear", "decode", "prefill", "boundary", "load"])
+    parser.add_argument("--parts", nargs="+", default=["linear", "decode", "prefill", "boundary", "load", "profile"],
+                        choices=["linear", "decode", "prefill", "boundary", "load", "profile"])
     parser.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES))
     parser.add_argument("--layers", type=layer_shape, nargs="+", default=LINEAR_SHAPES, metavar="NxK",
                         help="the linear part's layer shapes (default: LLaMA-2-7B's and LLaMA-3-8B's)")
@@ -310,18 +383,20 @@ def main():
         bench_linear(args, bandwidth)
     if "boundary" in args.parts:
         bench_boundary(args)
-    if {"decode", "prefill", "load"} & set(args.parts):
+    if {"decode", "prefill", "load", "profile"} & set(args.parts):
         args.model_dir.mkdir(parents=True, exist_ok=True)
         path = args.model_dir / f"random-{args.shape}-q4_g128.awqe"
         if not path.exists():
             write_random_model(path, args.shape, "q4_g128", "f16")
     if "load" in args.parts:
         bench_load(args, path)
-    if {"decode", "prefill"} & set(args.parts):
+    if "profile" in args.parts and args.device != "cuda":
+        print("\nprofile: needs a CUDA device (skipped)")
+    if {"decode", "prefill"} & set(args.parts) or "profile" in args.parts and args.device == "cuda":
         from awq_edge.generator import Generator
         generator = Generator(str(path), backend=args.backend, max_context=max(args.contexts + [args.prompt_tokens]) + 16)
         print(f"\nawq_edge on {generator.backend}; {path.name} ({path.stat().st_size / 2**30:.2f} GiB)")
-        model = transformers_model(args.shape, args.device)
+        model = transformers_model(args.shape, args.device) if {"decode", "prefill"} & set(args.parts) else None
         precision = "fp16" if args.device == "cuda" else "fp32"  # transformers_model's dtype
         config = SHAPES[args.shape]
         if "decode" in args.parts:
@@ -339,6 +414,8 @@ def main():
             theirs = hf_prefill_rate(model, args.device, args.prompt_tokens)
             print(f"\n| prefill {args.prompt_tokens} tokens | awq_edge {ours:.0f} tok/s | transformers {precision} "
                   f"{theirs:.0f} tok/s | ratio {ours / theirs:.2f}x |")
+        if "profile" in args.parts and args.device == "cuda":
+            profile_decode(generator, args.contexts[0], args.steps)
 
 
 if __name__ == "__main__":

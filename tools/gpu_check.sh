@@ -10,7 +10,8 @@
 #   --budget   the whole run's time: no stage starts with less than a minute of it left, and a stage
 #              that would run past it is stopped (TIMED OUT in the summary). The stages run in the
 #              order of what the evidence needs most, so a short budget still gives the first ones:
-#              build, kernel bandwidth, decode/prefill speed, GPU tests, memcheck, racecheck, tuner,
+#              build, kernel bandwidth, decode/prefill speed, a decode step's profile by kernel, GPU tests,
+#              memcheck, racecheck, tuner,
 #              the x-staged prefill kernel's tests, loading memory, decode with the embedding table
 #              uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), prefill with fp16 accumulation and the tests
 #              with it, the staged sanitizer runs.
@@ -128,6 +129,8 @@ stage backend python3 -c "from awq_edge._awq_edge import backends; print(backend
 # kernel that breaks on the GPU breaks them too
 stage bench-cuda-linear python3 tools/bench_cuda.py --parts linear boundary
 stage bench-cuda-decode python3 tools/bench_cuda.py --parts decode prefill
+# where a decode step's GPU time goes, by kernel (torch.profiler attaching to recorded steps: its own process)
+stage bench-cuda-profile python3 tools/bench_cuda.py --parts profile --contexts 128
 stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda tests/cpp/test_backend_operations.py -rs --durations=15
 sanitizer_stage sanitizer-memcheck memcheck
 sanitizer_stage sanitizer-racecheck racecheck

@@ -27,6 +27,7 @@ def test_bench_cuda_prints_every_table(tmp_path):
     assert re.search(r"^\| 64 x 256 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ % \|$", out, re.M), out
     assert re.search(r"^\| 640 x 128 \|", out, re.M), out
     assert "boundary: needs a CUDA device (skipped)" in out
+    assert "profile: needs a CUDA device (skipped)" in out
     assert re.search(r"^\| context \| awq_edge tok/s \| transformers fp32 tok/s \|", out, re.M), out
     for context in (16, 40):
         assert re.search(rf"^\| {context} \| [\d.]+ \| [\d.]+ \| [\d.]+x \| [\d.]+ \| \d+ % \|$", out, re.M), out
@@ -35,6 +36,26 @@ def test_bench_cuda_prints_every_table(tmp_path):
     # load: on the CPU backend one row (the embedding table's place is the CUDA backend's choice), no GPU memory
     assert re.search(r"^\| - \| [\d.]+ \| - \| -?\d+ \| \d+ \| \d+ \| \d+ of \d+ \(\d+ %\) \|$", out, re.M), out
     assert (tmp_path / "random-tiny-q4_g128.awqe").exists()
+
+
+def test_bench_cuda_profile_sums_a_steps_kernels_by_name():
+    """The profile part's arithmetic (its torch.profiler trace needs a GPU): kernel names as the profiler
+    demangles them, shortened; per-step launches and time by name; the span, the busy time (overlaps
+    counted once) and the median gap between launches."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_cuda import short_kernel_name, step_breakdown
+    assert short_kernel_name("void awq_edge::cuda::(anonymous namespace)::gemv_q4_kernel<1, false>("
+                             "awq_edge::cuda::GemvOutputs, uint4 const*, float const*)") == "gemv_q4_kernel<1, false>"
+    assert short_kernel_name("void awq_edge::cuda::attention_kernel<4, 1>(awq_edge::cuda::AttentionArguments)") == \
+        "attention_kernel<4, 1>"
+    assert short_kernel_name("Memcpy HtoD (Pageable -> Device)") == "Memcpy HtoD"
+    # two steps of: a 0-10, b 12-20 (a second stream's c overlapping it, 15-22), a 25-30; 70 us of host between
+    step = [("void f<(int)1>(int)", 0, 10), ("void g(float*)", 12, 20), ("void h()", 15, 22), ("void f<(int)1>(int)", 25, 30)]
+    intervals = step + [(name, start + 100, end + 100) for name, start, end in step]
+    rows, span, busy, launches, boundary = step_breakdown(intervals, 2)
+    assert rows == [("f<(int)1>", 2.0, 15.0, 15.0 / 65.0), ("g", 1.0, 8.0, 8.0 / 65.0), ("h", 1.0, 7.0, 7.0 / 65.0)]
+    assert (span, busy, launches) == (65.0, 25.0, 4.0)  # 0-10, 12-22, 25-30 per step
+    assert boundary == 2.0  # gaps 2, 0, 3, 70, 2, 0, 3
 
 
 def test_bench_cuda_rejects_a_bad_layer_shape():
