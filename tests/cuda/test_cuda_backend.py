@@ -96,6 +96,23 @@ def test_linear_matches_numpy(scheme, rows, cols, m):
     assert error <= bound, f"{scheme} ({rows}, {cols}) m={m}: max |diff| {error:.3g} > {bound:.3g}"
 
 
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("scheme", ["f16", "q8_row"])
+@pytest.mark.parametrize("rows, cols", [(3, 100), (7, 200), (40, 4160)])
+@pytest.mark.parametrize("m", [1, 9])
+def test_dense_linear_takes_every_load_path(scheme, rows, cols, m):
+    """cuda/dense_linear.cu's paths the shapes above miss: K not a multiple of 8 (the scalar loop), a multiple of 8
+    but not of 16 (f16 by 16-byte loads, int8 by the scalar loop), and rows of several trips of 4 loads in flight
+    per lane ending in a partial one (int8: 2048 columns a trip, f16: 1024)."""
+    tensors, weight = random_module(scheme, rows, cols, seed=rows + cols + m)
+    x = np.random.default_rng(m).standard_normal((m, cols)).astype(np.float32) * 3
+    y = backends.Linear("cuda", scheme, rows, cols, tensors)(x)
+    expected, scale = expected_and_scale(x, weight)
+    error = np.abs(y - expected).max()
+    assert error <= 1e-5 * scale + 1e-5, f"{scheme} ({rows}, {cols}) m={m}: max |diff| {error:.3g}"
+
+
 PREFILL_KERNELS = {  # AWQ_EDGE_CUDA_TUNING for each
     "split K, 2 warps": "gemm_strips=1,gemm_warps=2",
     "split K, 3 warps": "gemm_strips=1,gemm_warps=3",  # a group's blocks split unevenly between the warps
