@@ -57,10 +57,10 @@ __device__ float block_sum(float v) {
 
 __device__ __forceinline__ float4 zero4() { return float4{0.0f, 0.0f, 0.0f, 0.0f}; }
 
+// x, delta and out may overlap (every load comes before the first store, and each element is one thread's).
 template <int kSlots>
 __global__ void __launch_bounds__(kMaxThreads) rms_norm_registers_kernel(float* x, int64_t x_stride,
-                                                                      const float* __restrict__ delta,
-                                                                      int64_t delta_stride,
+                                                                      const float* delta, int64_t delta_stride,
                                                                       const float* __restrict__ weight, float eps,
                                                                       int64_t cols, float* out, int64_t out_stride,
                                                                       PreparedOutput prepared) {
