@@ -183,6 +183,7 @@ __device__ __forceinline__ void prepare_output_rows(const AttentionArguments& a,
 template <int E, int R>
 __global__ void __launch_bounds__(kWarps * 32, 1) attention_kernel(AttentionArguments a, int head_chunks,
                                                                 int tokens_per_block) {
+  wait_for_previous_kernels();
   __shared__ float warp_max[kWarps][R], warp_sum[kWarps][R];
   __shared__ float warp_acc[kWarps][R][E * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

@@ -47,6 +47,7 @@
 #include "awq_edge/mapped_file.h"
 #include "host_embedding.h"
 #include "kernels.h"
+#include "launch.h"
 #include "q4_layout.h"
 #include "tuning.h"
 #include "weight_packing.h"
@@ -217,11 +218,14 @@ class CudaBackend final : public Backend {
     // cudaMemcpy and the allocations' cudaMemset run (both may return before they finish).
     check(cudaStreamCreate(&stream_), "creating a CUDA stream");
     config_ = tuned_config(prop_.major, prop_.minor, prop_.multiProcessorCount, &tuning_source_);
+    programmatic_launch_ = config_.programmatic_launch && prop_.major >= 9;
+    set_programmatic_launch(stream_, programmatic_launch_);
   }
   ~CudaBackend() override {
     abandon_capture();
     cudaStreamSynchronize(stream_);
     clear_graphs();
+    set_programmatic_launch(stream_, false);
     cudaStreamDestroy(stream_);
   }
 
@@ -230,8 +234,10 @@ class CudaBackend final : public Backend {
     return std::string("cuda (") + prop_.name + ", sm_" + std::to_string(prop_.major) + std::to_string(prop_.minor) +
            ", " + std::to_string(prop_.multiProcessorCount) + " SMs, " + mib(prop_.totalGlobalMem) +
            (prop_.integrated ? " shared with the CPU" : "") +
-           (graphs_enabled_ ? ", decode steps replayed as CUDA graphs" : ", CUDA graphs off") + "; tuning: " +
-           tuning_source_ + ")";
+           (graphs_enabled_ ? ", decode steps replayed as CUDA graphs" : ", CUDA graphs off") +
+           (programmatic_launch_ ? ", programmatic dependent launches"
+            : config_.programmatic_launch ? ", programmatic_launch ignored (needs compute capability 9.0+)" : "") +
+           "; tuning: " + tuning_source_ + ")";
   }
 
   Activation allocate(int64_t rows, int64_t cols) override {
@@ -827,6 +833,7 @@ class CudaBackend final : public Backend {
   cudaDeviceProp prop_{};
   cudaStream_t stream_ = nullptr;
   KernelConfig config_;
+  bool programmatic_launch_ = false;  // config_.programmatic_launch on a GPU that has it
   std::string tuning_source_;
   bool capturing_ = false;  // a step is being recorded (before the scratch buffers, which watch it)
   Scratch prepared_[2] = {{"prepared activations", &capturing_}, {"prepared activations", &capturing_}};

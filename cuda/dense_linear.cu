@@ -89,6 +89,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) dense_linear_kernel(Dense
                                                                            int64_t x_stride, int tokens, bool vector_loads,
                                                                            const float* __restrict__ bias,
                                                                            float* __restrict__ y, int64_t y_stride) {
+  wait_for_previous_kernels();
   const int lane = threadIdx.x & 31;
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
   if (n >= w.rows) return;

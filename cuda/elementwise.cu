@@ -21,6 +21,7 @@ constexpr int kThreads = 256;
 
 __global__ void embed_grouped_kernel(GroupedWeight table, const int32_t* __restrict__ tokens, float* out,
                                      int64_t out_stride) {
+  wait_for_previous_kernels();
   const int64_t row = tokens[blockIdx.x];
   const uint32_t* words = reinterpret_cast<const uint32_t*>(table.words);
   const int64_t strip = row / 32;
@@ -35,6 +36,7 @@ __global__ void embed_grouped_kernel(GroupedWeight table, const int32_t* __restr
 
 __global__ void embed_dense_kernel(DenseWeight table, const int32_t* __restrict__ tokens, float* out,
                                    int64_t out_stride) {
+  wait_for_previous_kernels();
   const int64_t row = tokens[blockIdx.x];
   const float scale = table.int8 ? __half2float(reinterpret_cast<const __half*>(table.row_scales)[row]) : 1.0f;
   for (int64_t k = threadIdx.x; k < table.cols; k += blockDim.x) {
@@ -47,6 +49,7 @@ __global__ void embed_dense_kernel(DenseWeight table, const int32_t* __restrict_
 __global__ void rope_kernel(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* __restrict__ cos_table,
                             const float* __restrict__ sin_table, const int64_t* first_position, int n_heads,
                             int n_kv_heads, int head_dim) {
+  wait_for_previous_kernels();
   const int half = head_dim / 2;
   const int64_t token = blockIdx.x, position = *first_position + token;
   const float* cos_row = cos_table + position * half;
@@ -64,6 +67,7 @@ __global__ void rope_kernel(float* q, int64_t q_stride, float* k, int64_t k_stri
 
 __global__ void store_kv_kernel(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t rows,
                                 int64_t cols, __half* cache_k, __half* cache_v, const int64_t* first_position) {
+  wait_for_previous_kernels();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * cols) return;
   const int64_t r = i / cols, c = i % cols, position = *first_position + r;
@@ -72,6 +76,7 @@ __global__ void store_kv_kernel(const float* k, int64_t k_stride, const float* v
 }
 
 __global__ void silu_mul_kernel(Matrix gate, Matrix up, Matrix out) {
+  wait_for_previous_kernels();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= gate.rows * gate.cols) return;
   const int64_t r = i / gate.cols, c = i % gate.cols;
@@ -80,6 +85,7 @@ __global__ void silu_mul_kernel(Matrix gate, Matrix up, Matrix out) {
 }
 
 __global__ void add_kernel(Matrix x, Matrix y) {
+  wait_for_previous_kernels();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= x.rows * x.cols) return;
   const int64_t r = i / x.cols, c = i % x.cols;

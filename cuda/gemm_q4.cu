@@ -218,6 +218,7 @@ __global__ void __launch_bounds__(256) gemm_q4_kernel(GroupedWeight w, const uin
                                                       const float* __restrict__ multipliers, int64_t m,
                                                       const float* __restrict__ bias, float* __restrict__ y,
                                                       int64_t y_stride) {
+  wait_for_previous_kernels();
   float* warp_sums = dynamic_shared<float>();  // (warps - 1, 32 lanes, kAccumulatorsPerLane)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int64_t strip = blockIdx.x, first_token = static_cast<int64_t>(blockIdx.y) * kTokensPerBlock;
@@ -281,6 +282,7 @@ template <int S, bool kHalfAccumulate>
 __global__ void __launch_bounds__(S * 32, staged_min_blocks(S, kHalfAccumulate))
     gemm_q4_staged_kernel(GroupedWeight w, const uint4* __restrict__ x, const float* __restrict__ multipliers,
                           int64_t m, const float* __restrict__ bias, float* __restrict__ y, int64_t y_stride) {
+  wait_for_previous_kernels();
   uint4* stages = dynamic_shared<uint4>();  // (kStages, 64 tokens, 4)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;

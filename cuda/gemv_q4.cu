@@ -136,6 +136,7 @@ __device__ __forceinline__ void prepare_completed_group(const GemvOutputs& outpu
 template <int M, bool kGated>
 __global__ void __launch_bounds__(256, 1) gemv_q4_kernel(GemvOutputs outputs, const uint4* __restrict__ x,
                                                       const float* __restrict__ multipliers) {
+  wait_for_previous_kernels();
   float* warp_sums = dynamic_shared<float>();  // (warps, M, 32 rows), twice when gated
   int64_t strip = blockIdx.x;
   const GemvOutput out = kGated ? outputs.output[0] : output_of_block(outputs, strip);

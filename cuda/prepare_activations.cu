@@ -21,6 +21,7 @@ constexpr int kWarps = 4;
 
 __global__ void prepare_activations_kernel(const float* __restrict__ x, int64_t x_stride, int64_t cols, int group_size,
                                            bool scaled, __half* __restrict__ prepared, float* __restrict__ multipliers) {
+  wait_for_previous_kernels();
   const int64_t token = blockIdx.y;
   const int64_t group = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (group >= cols / group_size) return;  // the whole warp

@@ -64,6 +64,7 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_registers_kernel(float* 
                                                                       const float* __restrict__ weight, float eps,
                                                                       int64_t cols, float* out, int64_t out_stride,
                                                                       PreparedOutput prepared) {
+  wait_for_previous_kernels();
   const int64_t chunks = cols / 4;
   float4* row = reinterpret_cast<float4*>(x + blockIdx.x * x_stride);
   const float4* delta_row = delta != nullptr ? reinterpret_cast<const float4*>(delta + blockIdx.x * delta_stride)
@@ -126,6 +127,7 @@ __global__ void __launch_bounds__(kThreads) rms_norm_loop_kernel(float* x, int64
                                                                  int64_t delta_stride, const float* __restrict__ weight,
                                                                  float eps, int64_t cols, float* out,
                                                                  int64_t out_stride, PreparedOutput prepared) {
+  wait_for_previous_kernels();
   float* row = x + blockIdx.x * x_stride;
   float sum_squares = 0.0f;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {

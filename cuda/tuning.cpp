@@ -54,7 +54,7 @@ void apply_tuning_overrides(const std::string& text, KernelConfig& config) {
       throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: '" + item + "' is not field=value");
     }
     const std::string field = item.substr(0, equals), value = item.substr(equals + 1);
-    const bool flag = field == "gemm_staged_always" || field == "gemm_fp16_accumulate";
+    const bool flag = field == "gemm_staged_always" || field == "gemm_fp16_accumulate" || field == "programmatic_launch";
     const int v = flag ? parse_int(field, value, 0, 1) : parse_int(field, value);
     if (field == "gemv_max_warps") {
       if (v != 1 && v != 2 && v != 4 && v != 8) throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: gemv_max_warps must be 1, 2, 4 or 8");
@@ -70,13 +70,15 @@ void apply_tuning_overrides(const std::string& text, KernelConfig& config) {
       config.gemm_staged_always = v == 1;
     } else if (field == "gemm_fp16_accumulate") {
       config.gemm_fp16_accumulate = v == 1;
+    } else if (field == "programmatic_launch") {
+      config.programmatic_launch = v == 1;
     } else if (field == "gemm_strips") {
       if (v != 1 && v != 2 && v != 4 && v != 8) throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: gemm_strips must be 1, 2, 4 or 8");
       config.gemm_strips = v;
     } else {
       throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_TUNING: unknown field '" + field +
                                   "' (gemv_max_warps, gemv_warps_per_sm, gemm_warps, gemm_strips, gemm_fp16_accumulate, "
-                                  "gemm_staged_always, attention_blocks_per_sm)");
+                                  "gemm_staged_always, attention_blocks_per_sm, programmatic_launch)");
     }
   }
 }

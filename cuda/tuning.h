@@ -20,6 +20,8 @@ struct KernelConfig {
   bool gemm_fp16_accumulate = false; // prefill: sum each group in fp16 (twice the tensor-core rate of fp32 on
                                      // some GPUs), for weights whose scales allow it (fp16_accumulation_safe)
   bool gemm_staged_always = false;   // tests: the x-staged kernel whatever the grid (override only)
+  bool programmatic_launch = false;  // compute capability 9.0+: programmatic dependent launches (launch.h),
+                                     // so that kernel boundaries overlap; off until measured (override only)
 };
 
 struct TuningEntry {

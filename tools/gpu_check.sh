@@ -10,10 +10,10 @@
 #   --budget   the whole run's time: no stage starts with less than a minute of it left, and a stage
 #              that would run past it is stopped (TIMED OUT in the summary). The stages run in the
 #              order of what the evidence needs most, so a short budget still gives the first ones:
-#              build, kernel bandwidth, decode/prefill speed, a decode step's profile by kernel, GPU tests,
-#              memcheck, racecheck, tuner,
-#              the x-staged prefill kernel's tests, loading memory, decode with the embedding table
-#              uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), prefill with fp16 accumulation and the tests
+#              build, kernel bandwidth, decode/prefill speed, a decode step's profile by kernel (and with
+#              programmatic dependent launches), GPU tests, memcheck, racecheck, tuner, the x-staged
+#              prefill kernel's tests, the tests with programmatic launches, loading memory, decode with
+#              the embedding table uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), prefill with fp16 accumulation and the tests
 #              with it, the staged sanitizer runs.
 #              For a lent GPU with 15 minutes in all (start-up included), one call:
 #                OUT=$OUT bash tools/gpu_check.sh --budget 500      (run's timeout_s 560)
@@ -131,6 +131,9 @@ stage bench-cuda-linear python3 tools/bench_cuda.py --parts linear boundary
 stage bench-cuda-decode python3 tools/bench_cuda.py --parts decode prefill
 # where a decode step's GPU time goes, by kernel (torch.profiler attaching to recorded steps: its own process)
 stage bench-cuda-profile python3 tools/bench_cuda.py --parts profile --contexts 128
+# the same with programmatic dependent launches (Hopper; launch.h): whether they shorten the step's idle time
+stage bench-cuda-profile-programmatic env AWQ_EDGE_CUDA_TUNING=programmatic_launch=1 python3 tools/bench_cuda.py \
+  --parts profile --contexts 128
 stage pytest-gpu python3 -m pytest -q -m gpu tests/cuda tests/cpp/test_backend_operations.py -rs --durations=15
 sanitizer_stage sanitizer-memcheck memcheck
 sanitizer_stage sanitizer-racecheck racecheck
@@ -141,6 +144,9 @@ else
 fi
 stage pytest-gpu-staged env $staged python3 -m pytest -q -m gpu tests/cuda/test_cuda_backend.py \
   -k "matches_numpy or matches_transformers"
+# every end-to-end test with programmatic dependent launches: a kernel touching memory before its wait races
+stage pytest-gpu-programmatic env AWQ_EDGE_CUDA_TUNING=programmatic_launch=1 python3 -m pytest -q -m gpu \
+  tests/cuda/test_cuda_backend.py -k "matches_transformers or replayed or long_context"
 stage bench-cuda-load python3 tools/bench_cuda.py --parts load
 # the untied embedding table uploaded instead of read from the file's mapping: what the default costs per step
 stage bench-cuda-decode-embedding-gpu env AWQ_EDGE_CUDA_EMBEDDING=gpu python3 tools/bench_cuda.py --parts decode \

@@ -257,6 +257,42 @@ def test_decode_steps_replayed_as_cuda_graphs_give_identical_logits(tiny_awqe, m
 
 @pytest.mark.gpu
 @gpu_only
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_programmatic_dependent_launches_give_identical_logits(tiny_awqe, monkeypatch, kind):
+    """AWQ_EDGE_CUDA_TUNING=programmatic_launch=1 (launch.h): on compute capability 9.0+ every kernel is
+    launched so that it may start while the one before it finishes, and must wait (griddepcontrol.wait) before
+    touching memory. A kernel that read or wrote before its wait would race with its predecessor; the
+    arithmetic is the same either way, so prefill chunks, eager and recorded (graph) decode steps give the
+    logits of ordinary launches bitwise. On an older GPU the setting is ignored and says so. (On the emulator,
+    which runs kernels one after another, AWQ_EDGE_CUDA_EMULATOR_DEVICE=sm_90 checks the plumbing only.)"""
+    path = tiny_awqe(kind)
+    ids = np.random.default_rng(5).integers(0, 96, 40).tolist()
+    if EMULATED:
+        monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_DEVICE", "sm_90")
+
+    def run():
+        generator = Generator(path, backend="cuda", prefill_chunk=8)
+        rows = [generator.logits(ids[:20])] + [generator.logits([t]) for t in ids[20:40]]
+        return generator.backend, rows
+
+    description, ordinary = run()
+    assert "programmatic" not in description
+    monkeypatch.setenv("AWQ_EDGE_CUDA_TUNING", "programmatic_launch=1")
+    description, programmatic = run()
+    major = int(re.search(r"sm_(\d+)\d\b", description)[1])
+    if major >= 9:
+        assert "programmatic dependent launches" in description, description
+    else:
+        assert "programmatic_launch ignored (needs compute capability 9.0+)" in description, description
+    for step, (a, b) in enumerate(zip(ordinary, programmatic)):
+        assert np.array_equal(a, b), f"step {step}"
+    if EMULATED:  # the other branch: an sm_87 (Jetson Orin) ignores the setting
+        monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_DEVICE", "sm_87")
+        assert "programmatic_launch ignored (needs compute capability 9.0+)" in Generator(path, backend="cuda").backend
+
+
+@pytest.mark.gpu
+@gpu_only
 @pytest.mark.parametrize("heads", [(4, 2), (16, 1)])
 def test_long_contexts_split_the_attention_and_match_transformers(tmp_path, monkeypatch, heads):
     """A 300-token prompt in chunks of 64, then decode steps: with attention_blocks_per_sm=64 every attention

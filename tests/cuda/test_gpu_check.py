@@ -40,15 +40,16 @@ def test_an_unknown_argument_is_an_error(tmp_path):
 
 def test_a_stage_that_would_outrun_the_budget_is_stopped_and_later_stages_are_skipped(tmp_path):
     # pytest-gpu imports torch and collects the whole GPU suite (over 10 s here) before skipping it: a 2 s
-    # budget stops it; pytest-gpu-staged and pytest-gpu-fp16-accumulate then find less than the minimum left
-    # and do not start
+    # budget stops it; pytest-gpu-staged, pytest-gpu-programmatic and pytest-gpu-fp16-accumulate then find less
+    # than the minimum left and do not start
     result = subprocess.run(["bash", str(SCRIPT), "--budget", "2", "--stages", "pytest-gpu"],
                             capture_output=True, text=True, timeout=120,
                             env={**os.environ, "OUT": str(tmp_path), "GPU_CHECK_MINIMUM_STAGE_SECONDS": "1"})
     assert result.returncode == 0, result.stderr
     first, *later = (tmp_path / "summary.txt").read_text().splitlines()
     assert first.startswith("TIMED OUT pytest-gpu (") and "at the end of the 2 s budget" in first
-    assert [line.split(":")[0] for line in later] == ["skipped pytest-gpu-staged", "skipped pytest-gpu-fp16-accumulate"]
+    assert [line.split(":")[0] for line in later] == ["skipped pytest-gpu-staged", "skipped pytest-gpu-programmatic",
+                                                      "skipped pytest-gpu-fp16-accumulate"]
     assert all(line.endswith(" s of the 2 s budget left") for line in later), later
     assert (tmp_path / "pytest-gpu.log").exists() and not (tmp_path / "pytest-gpu-staged.log").exists()
 

@@ -58,6 +58,11 @@ int main() {
   apply_tuning_overrides("gemm_fp16_accumulate=1", c);
   expect(c.gemm_fp16_accumulate, "gemm_fp16_accumulate is applied");
   expect_error("gemm_fp16_accumulate=2", "gemm_fp16_accumulate=2 is not an integer in 0..1");
+  expect(!c.programmatic_launch && !tuned_config(9, 0, 132, nullptr).programmatic_launch,
+         "programmatic dependent launches are off unless asked for (not yet run on a GPU)");
+  apply_tuning_overrides("programmatic_launch=1", c);
+  expect(c.programmatic_launch, "programmatic_launch is applied");
+  expect_error("programmatic_launch=2", "programmatic_launch=2 is not an integer in 0..1");
   expect_error("unknown=1", "unknown");
   expect_error("gemv_max_warps", "field=value");
   expect_error("gemm_warps=x", "gemm_warps=x");
