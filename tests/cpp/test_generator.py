@@ -164,9 +164,17 @@ def test_unsupported_architecture_and_truncated_file(tmp_path, llama):
         Generator(llama, max_context=10**6)
 
 
-def test_ctrl_c_interrupts_generation_and_the_generator_survives(llama):
-    # interrupt_main does nothing unless Python's own SIGINT handler is installed
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGINT)
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler for the test: interrupt_main does nothing while SIGINT is ignored, as it is
+    in a pytest started as a background job of a shell without job control (the shell sets SIG_IGN, Python
+    keeps it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_interrupts_generation_and_the_generator_survives(llama, python_sigint_handler):
     generator = Generator(llama, max_context=128)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
