@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -37,15 +38,18 @@ __device__ __forceinline__ void wait_for_previous_kernels() {
 #endif
 }
 
-// The streams whose launches are programmatic dependent launches.
+// The streams whose launches are programmatic dependent launches (none by default: then a launch
+// asks an atomic count, not the lock).
 class ProgrammaticStreams {
  public:
   void set(cudaStream_t stream, bool on) {
     const std::lock_guard<std::mutex> lock(mutex_);
     streams_.erase(std::remove(streams_.begin(), streams_.end(), stream), streams_.end());
     if (on) streams_.push_back(stream);
+    count_.store(static_cast<int>(streams_.size()));
   }
   bool contains(cudaStream_t stream) {
+    if (count_.load() == 0) return false;
     const std::lock_guard<std::mutex> lock(mutex_);
     return std::find(streams_.begin(), streams_.end(), stream) != streams_.end();
   }
@@ -53,6 +57,7 @@ class ProgrammaticStreams {
  private:
   std::mutex mutex_;
   std::vector<cudaStream_t> streams_;
+  std::atomic<int> count_{0};
 };
 
 inline ProgrammaticStreams& programmatic_streams() {
