@@ -258,8 +258,8 @@ class CudaBackend final : public Backend {
     linear->cols_ = static_cast<int64_t>(module.cols);
     const std::string what = "weight '" + module.name + "' (" + module.scheme.name() + ")";
     if (module.scheme.kind == Scheme::Kind::Grouped) {
-      const cuda_layout::PackedGroupedWeight packed =
-          cuda_layout::pack_grouped_weight(module.scheme, linear->rows_, linear->cols_, tensors);
+      cuda_layout::PackedGroupedWeight& packed = packing_;  // reused module after module
+      cuda_layout::pack_grouped_weight(module.scheme, linear->rows_, linear->cols_, tensors, packed);
       auto words = device_copy(packed.words.data(), packed.words.size() * 4, what);
       auto scales = device_copy(packed.scales.data(), packed.scales.size() * 2, what + " scales");
       auto zeros = device_copy(packed.zeros.data(), packed.zeros.size(), what + " zero points");
@@ -319,7 +319,9 @@ class CudaBackend final : public Backend {
   // On an integrated GPU the whole file leaves the page cache once everything is on the GPU: the
   // per-tensor releases in upload_linear cannot drop a cached folio (Linux may cache a file in
   // folios larger than a page) that a tensor covers only partly or that a norm's upload touched.
+  // The packing buffer is freed too.
   void uploads_finished(const MappedFile& mapping) override {
+    packing_ = cuda_layout::PackedGroupedWeight();
     if (prop_.integrated) mapping.release(mapping.data(), mapping.size(), MappedFile::PageCache::Drop);
   }
 
@@ -852,6 +854,7 @@ class CudaBackend final : public Backend {
   PreparedSource prepared_source_;  // whose prepared form slot slot_ holds
   int slot_ = 0;
   int q4_group_size_ = -1;        // the q4 weights' group size (-1: none yet, 0: several differ)
+  cuda_layout::PackedGroupedWeight packing_;  // host buffer of upload_linear's repacking, freed in uploads_finished
   // recorded decode steps (CUDA graphs)
   bool graphs_enabled_ = graphs_wanted();
   std::map<StepKey, cudaGraphExec_t> graphs_;

@@ -22,8 +22,17 @@ struct PackedGroupedWeight {
 
 // tensors: {qweight, scales, zeros} as FORMAT.md section 5 stores them for `scheme` (q3 or q4,
 // any group size). q3 values are widened to 4 bits (same value). Throws std::invalid_argument
-// naming the tensor when a size does not match.
+// naming the tensor when a size does not match. The strips are packed by `threads` threads
+// (0: packing_threads()); the result does not depend on their number.
 PackedGroupedWeight pack_grouped_weight(const Scheme& scheme, int64_t rows, int64_t cols,
-                                        const std::vector<TensorView>& tensors);
+                                        const std::vector<TensorView>& tensors, int threads = 0);
+// The same into `packed`, whose vectors are resized, not reallocated when large enough: a loader
+// that packs module after module into one buffer touches fresh pages only for the largest.
+void pack_grouped_weight(const Scheme& scheme, int64_t rows, int64_t cols, const std::vector<TensorView>& tensors,
+                         PackedGroupedWeight& packed, int threads = 0);
+
+// The threads a packing uses by default: AWQ_EDGE_PACKING_THREADS when set, else the hardware's
+// threads, at most 16.
+int packing_threads();
 
 }  // namespace awq_edge::cuda_layout

@@ -3,7 +3,8 @@
 // compiler by tests/cuda/test_q4_layout.py, so they run in CI without a GPU.
 //
 //  1. packing: every (row, column) of random q4 and q3 matrices (odd row counts, all group sizes)
-//     reads back through packed_value(); scales and zeros sit at their rows' entries.
+//     reads back through packed_value(); scales and zeros sit at their rows' entries; padding rows
+//     are zero; any thread count, and a buffer reused from a larger matrix, give the same bytes.
 //  2. matrix-vector: a host emulation of every lane of the decode kernel, using the same
 //     lane_row_dot the kernel calls, matches a double-precision reference y = x W^T.
 //  3. matrix-matrix: the A (weights) and B (x) registers that the prefill kernel hands to
@@ -143,13 +144,45 @@ void check_packing(const FileMatrix& f, const PackedGroupedWeight& p) {
   float largest = 0.0f;
   for (uint16_t scale : f.scales) largest = std::max(largest, std::fabs(fp16_to_float(scale)));
   if (p.largest_scale != largest) fail("largest scale (bits, rows, cols)", f.bits, f.rows, f.cols, p.largest_scale, largest);
-  // padding rows of the last strip are zero
+  // padding rows of the last strip are zero (also when the buffer held another matrix before)
   for (int64_t n = f.rows; n < p.strips * 32; ++n) {
     for (int64_t j = 0; j < p.groups; ++j) {
       const size_t entry = static_cast<size_t>(((n / 32) * p.groups + j) * 32 + meta_entry(static_cast<int>(n % 32)));
       if (p.scales[entry] != 0) fail("padding scale (row, group, -)", n, j, 0, p.scales[entry], 0);
+      if (p.zeros[entry] != 0) fail("padding zero point (row, group, -)", n, j, 0, p.zeros[entry], 0);
+    }
+    for (int64_t k = 0; k < f.cols; ++k) {
+      const uint32_t got = packed_value(p.words.data(), p.blocks, n, k);
+      if (got != 0) fail("padding value (row, col, -)", n, k, 0, got, 0);
     }
   }
+  const size_t sizes[3] = {p.words.size(), p.scales.size(), p.zeros.size()};
+  const size_t want[3] = {static_cast<size_t>(p.strips * p.blocks * 128), static_cast<size_t>(p.strips * p.groups * 32),
+                          static_cast<size_t>(p.strips * p.groups * 32)};
+  for (int i = 0; i < 3; ++i) {
+    if (sizes[i] != want[i]) fail("packed sizes (words, scales, zeros)", i, f.rows, f.cols, static_cast<double>(sizes[i]), static_cast<double>(want[i]));
+  }
+}
+
+// The packing's thread count does not change its result, and a buffer reused from a larger matrix
+// (whose bytes are still there) packs a smaller one exactly like a fresh one.
+void check_packing_threads_and_reuse(std::mt19937& rng) {
+  PackedGroupedWeight reused;
+  for (int bits : {4, 3}) {
+    FileMatrix large(bits, 64, 300, 512, rng), small(bits, 64, 45, 256, rng);
+    for (auto* f : {&large, &small}) {
+      const PackedGroupedWeight one = pack_grouped_weight(grouped(bits, 64), f->rows, f->cols, f->views(), 1);
+      pack_grouped_weight(grouped(bits, 64), f->rows, f->cols, f->views(), reused, 4);
+      check_packing(*f, reused);
+      if (one.words != reused.words || one.scales != reused.scales || one.zeros != reused.zeros ||
+          one.largest_scale != reused.largest_scale) {
+        fail("1 thread vs 4 threads into a reused buffer (bits, rows, cols)", bits, f->rows, f->cols, 0, 1);
+      }
+    }
+  }
+  // more threads than strips
+  FileMatrix f(4, 32, 40, 64, rng);
+  check_packing(f, pack_grouped_weight(grouped(4, 32), f.rows, f.cols, f.views(), 64));
 }
 
 // The decode kernel (gemv_q4.cu) lane by lane: same lane_row_dot, same epilogue arithmetic.
@@ -318,6 +351,7 @@ void check_helpers() {
 int main() {
   std::mt19937 rng(1234);
   check_helpers();
+  check_packing_threads_and_reuse(rng);
   const int64_t shapes[][2] = {{1, 128}, {31, 64}, {32, 256}, {33, 192}, {70, 576}, {96, 384}};
   for (int bits : {4, 3}) {
     for (int group : {32, 64, 128}) {

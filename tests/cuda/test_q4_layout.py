@@ -20,7 +20,7 @@ def build_and_run(tmp_path, test_source: str, *sources: str) -> str:
     program = tmp_path / Path(test_source).stem
     command = [CXX, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'cuda'}",
                f"-I{ROOT / 'cpp' / 'include'}", str(ROOT / test_source), *[str(ROOT / s) for s in sources],
-               "-o", str(program)]
+               "-o", str(program), "-pthread"]
     subprocess.run(command, check=True)
     result = subprocess.run([str(program)], capture_output=True, text=True)
     sys.stdout.write(result.stdout)
