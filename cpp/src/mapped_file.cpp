@@ -54,14 +54,28 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   return std::shared_ptr<const MappedFile>(new MappedFile(static_cast<const uint8_t*>(address), size, file.take()));
 }
 
-void MappedFile::release(const void* begin, uint64_t bytes, PageCache cache) const {
+void MappedFile::check_inside(const char* operation, const void* begin, uint64_t bytes) const {
   const auto first = reinterpret_cast<uintptr_t>(begin), start = reinterpret_cast<uintptr_t>(data_);
-  if (bytes == 0) return;
   if (data_ == nullptr || first < start || first - start > size_ || bytes > size_ - (first - start)) {
-    throw std::out_of_range("[MappedFile] release: " + std::to_string(bytes) + " bytes at offset " +
+    throw std::out_of_range(std::string("[MappedFile] ") + operation + ": " + std::to_string(bytes) + " bytes at offset " +
                             std::to_string(static_cast<long long>(first - start)) + " are not inside the mapping of " +
                             std::to_string(size_) + " bytes");
   }
+}
+
+void MappedFile::prefetch(const void* begin, uint64_t bytes) const {
+  if (bytes == 0) return;
+  check_inside("prefetch", begin, bytes);
+#ifdef POSIX_FADV_WILLNEED
+  const auto offset = static_cast<off_t>(reinterpret_cast<uintptr_t>(begin) - reinterpret_cast<uintptr_t>(data_));
+  (void)::posix_fadvise(fd_, offset, static_cast<off_t>(bytes), POSIX_FADV_WILLNEED);  // advice: failing costs nothing
+#endif
+}
+
+void MappedFile::release(const void* begin, uint64_t bytes, PageCache cache) const {
+  const auto first = reinterpret_cast<uintptr_t>(begin), start = reinterpret_cast<uintptr_t>(data_);
+  if (bytes == 0) return;
+  check_inside("release", begin, bytes);
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const uintptr_t low = (first + page - 1) / page * page, high = (first + bytes) / page * page;  // whole pages only
   if (low >= high) return;

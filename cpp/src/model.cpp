@@ -82,6 +82,16 @@ Model::Model(std::shared_ptr<const ModelFile> file, std::shared_ptr<Backend> bac
     return vector(module + ".bias");
   };
 
+  // Starts reading layer i's weights from the disk (each tensor separately: the file may order them
+  // any way), so that the disk works while the backend repacks and uploads the layer before.
+  auto prefetch_layer = [&](int64_t i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    for (const auto& [name, module] : modules) {
+      if (name.compare(0, p.size(), p) != 0) continue;
+      for (const TensorView& t : views(module)) file_->mapping()->prefetch(t.data, t.size);
+    }
+  };
+  if (c.n_layers > 0) prefetch_layer(0);
   // a tied table is also the LM head; otherwise only embed() reads it, a row per token
   const Module& embedding = modules.at("embed");
   embed_ = c.tie_word_embeddings ? linear("embed") : backend_->upload_embedding(embedding, views(embedding));
@@ -89,6 +99,7 @@ Model::Model(std::shared_ptr<const ModelFile> file, std::shared_ptr<Backend> bac
   for (int64_t i = 0; i < c.n_layers; ++i) {
     Layer& layer = layers_[static_cast<size_t>(i)];
     const std::string p = "layers." + std::to_string(i) + ".";
+    if (i + 1 < c.n_layers) prefetch_layer(i + 1);  // read from the disk while this layer uploads
     layer.attn_norm = vector(p + "attn_norm.weight");
     layer.q = linear(p + "attn.q");
     layer.k = linear(p + "attn.k");

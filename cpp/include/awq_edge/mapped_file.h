@@ -39,8 +39,15 @@ class MappedFile {
   // fails.
   void release(const void* begin, uint64_t bytes, PageCache cache = PageCache::Keep) const;
 
+  // Asks the kernel to start reading [begin, begin + bytes) into the page cache now, without
+  // waiting (posix_fadvise POSIX_FADV_WILLNEED), so that a loader can read one part from the disk
+  // while it repacks the part before. Advice only: nothing happens where the system lacks it.
+  // Throws std::out_of_range when the range is not inside the mapping.
+  void prefetch(const void* begin, uint64_t bytes) const;
+
  private:
   MappedFile(const uint8_t* data, uint64_t size, int fd) : data_(data), size_(size), fd_(fd) {}
+  void check_inside(const char* operation, const void* begin, uint64_t bytes) const;
 
   const uint8_t* data_;
   uint64_t size_;
