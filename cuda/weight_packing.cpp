@@ -104,7 +104,7 @@ float pack_strips(const FileTensors& file, PackedGroupedWeight& p, int64_t first
 
 int packing_threads() {
   static const int threads = [] {
-    const char* text = std::getenv("AWQ_EDGE_PACKING_THREADS");
+    const char* text = std::getenv("AWQ_EDGE_CUDA_PACKING_THREADS");
     const int asked = text != nullptr ? std::atoi(text) : 0;
     const int available = static_cast<int>(std::thread::hardware_concurrency());
     return std::max(1, asked > 0 ? asked : std::min(available, 16));

@@ -31,7 +31,7 @@ PackedGroupedWeight pack_grouped_weight(const Scheme& scheme, int64_t rows, int6
 void pack_grouped_weight(const Scheme& scheme, int64_t rows, int64_t cols, const std::vector<TensorView>& tensors,
                          PackedGroupedWeight& packed, int threads = 0);
 
-// The threads a packing uses by default: AWQ_EDGE_PACKING_THREADS when set, else the hardware's
+// The threads a packing uses by default: AWQ_EDGE_CUDA_PACKING_THREADS when set, else the hardware's
 // threads, at most 16.
 int packing_threads();
 
