@@ -350,6 +350,8 @@ void check_helpers() {
 
 int main() {
   std::mt19937 rng(1234);
+  setenv("AWQ_EDGE_CUDA_PACKING_THREADS", "3", 1);  // read once, at the first packing
+  if (packing_threads() != 3) fail("AWQ_EDGE_CUDA_PACKING_THREADS=3 (-, -, -)", 0, 0, 0, packing_threads(), 3);
   check_helpers();
   check_packing_threads_and_reuse(rng);
   const int64_t shapes[][2] = {{1, 128}, {31, 64}, {32, 256}, {33, 192}, {70, 576}, {96, 384}};
