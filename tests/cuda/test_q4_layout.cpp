@@ -183,6 +183,13 @@ void check_packing_threads_and_reuse(std::mt19937& rng) {
   // more threads than strips
   FileMatrix f(4, 32, 40, 64, rng);
   check_packing(f, pack_grouped_weight(grouped(4, 32), f.rows, f.cols, f.views(), 64));
+  // a nan scale in any thread's strips makes the largest scale nan
+  for (int64_t row : {0, 150, 299}) {
+    FileMatrix g(4, 64, 300, 128, rng);
+    g.scales[static_cast<size_t>(row * 2 + 1)] = 0x7E00u;  // fp16 nan
+    const PackedGroupedWeight packed = pack_grouped_weight(grouped(4, 64), g.rows, g.cols, g.views(), 4);
+    if (!std::isnan(packed.largest_scale)) fail("a nan scale in row (row, -, -) is the largest", row, 0, 0, packed.largest_scale, 0);
+  }
 }
 
 // The decode kernel (gemv_q4.cu) lane by lane: same lane_row_dot, same epilogue arithmetic.
