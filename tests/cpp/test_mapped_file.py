@@ -3,7 +3,6 @@ while it repacks the layer before (cpp/src/model.cpp). tests/cpp/test_mapped_fil
 C++ compiler, maps a file and prefetches part of it; mincore (tools/page_cache.py) then shows that part in the
 page cache, and nothing of it without the prefetch."""
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -14,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 from page_cache import cached_pages, drop_cached_pages  # noqa: E402
+from host_programs import build_host_program  # noqa: E402
 
-CXX = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 MIB = 2**20
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mincore and posix_fadvise: Linux")
@@ -23,13 +22,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mi
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    if CXX is None:
-        pytest.skip("no host C++ compiler")
-    out = tmp_path_factory.mktemp("mapped_file") / "test_mapped_file"
-    subprocess.run([CXX, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'cpp' / 'include'}",
-                    str(ROOT / "tests" / "cpp" / "test_mapped_file.cpp"), str(ROOT / "cpp" / "src" / "mapped_file.cpp"),
-                    "-o", str(out)], check=True)
-    return out
+    return build_host_program(tmp_path_factory.mktemp("mapped_file") / "test_mapped_file",
+                              ["tests/cpp/test_mapped_file.cpp", "cpp/src/mapped_file.cpp"], ["cpp/include"])
 
 
 def uncached_file(tmp_path) -> Path:

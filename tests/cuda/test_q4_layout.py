@@ -3,25 +3,15 @@ arithmetic the kernels share with the host and the mma fragment placement (tests
 see its opening comment), the attention kernel's split / online-softmax / merge arithmetic
 (test_attention_math.cpp), and the tuning table's parser and launch arithmetic (test_tuning.cpp),
 compiled with the host C++ compiler and run."""
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-CXX = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+from host_programs import build_host_program
 
 
 def build_and_run(tmp_path, test_source: str, *sources: str) -> str:
-    if CXX is None:
-        pytest.skip("no host C++ compiler")
-    program = tmp_path / Path(test_source).stem
-    command = [CXX, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'cuda'}",
-               f"-I{ROOT / 'cpp' / 'include'}", str(ROOT / test_source), *[str(ROOT / s) for s in sources],
-               "-o", str(program), "-pthread"]
-    subprocess.run(command, check=True)
+    program = build_host_program(tmp_path / Path(test_source).stem, [test_source, *sources], ["cuda", "cpp/include"])
     result = subprocess.run([str(program)], capture_output=True, text=True)
     sys.stdout.write(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
