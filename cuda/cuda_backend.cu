@@ -6,7 +6,10 @@
 //                f16 / q8_row: copied as stored (row-major). The file's host pages of a weight are
 //                released after its upload (MappedFile::release), and on an integrated GPU
 //                (Jetson), where CPU and GPU share DRAM, dropped from the page cache as well, so
-//                that the weights are not held twice.
+//                that the weights are not held twice. AWQ_EDGE_CUDA_WEIGHTS=host puts them in
+//                pinned host memory mapped into the GPU's address space instead (cudaHostAlloc):
+//                how fast the kernels read the CPU's memory, which is what reading the file's
+//                mapping in place would get (on a Jetson the same DRAM, perhaps as fast).
 //   embedding    of an untied model, f16 or q8_row: not on the GPU but left in the file's mapping
 //                (host_embedding.h); a step's rows are copied as stored into the step state, sent
 //                to the GPU with its token ids. AWQ_EDGE_CUDA_EMBEDDING=gpu uploads it like a weight.
@@ -95,6 +98,37 @@ std::shared_ptr<void> device_copy(const void* host, size_t bytes, const std::str
   std::shared_ptr<void> memory = device_zeros(bytes, what);
   check(cudaMemcpy(memory.get(), host, bytes, cudaMemcpyHostToDevice), "copying " + what + " to the GPU");
   return memory;
+}
+
+// Where the linear layers' weights live: in GPU memory (the default), or in pinned host memory that
+// the GPU reads through the bus (a discrete GPU) or from the shared DRAM (Jetson).
+enum class WeightMemory { Gpu, Host };
+
+WeightMemory weight_memory() {
+  const char* text = std::getenv("AWQ_EDGE_CUDA_WEIGHTS");
+  const std::string value = text == nullptr ? "" : text;
+  if (value.empty() || value == "gpu") return WeightMemory::Gpu;
+  if (value == "host") return WeightMemory::Host;
+  throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_WEIGHTS='" + value +
+                              "': expected 'gpu' (the weights in GPU memory) or 'host' (in pinned host memory)");
+}
+
+// A copy of `bytes` host bytes where `where` says; the pointer is the one kernels read through.
+std::shared_ptr<void> weight_copy(const void* host, size_t bytes, const std::string& what, WeightMemory where) {
+  if (where == WeightMemory::Gpu) return device_copy(host, bytes, what);
+  void* pinned = nullptr;
+  const cudaError_t status = cudaHostAlloc(&pinned, std::max<size_t>(bytes, 256), cudaHostAllocMapped);
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    throw std::runtime_error("[cuda] out of pinned host memory: " + what + " needs " + size_text(bytes) +
+                             " (AWQ_EDGE_CUDA_WEIGHTS=host; unset it to keep the weights in GPU memory)");
+  }
+  check(status, "cudaHostAlloc for " + what);
+  std::shared_ptr<void> owner(pinned, [](void* p) { cudaFreeHost(p); });
+  std::memcpy(pinned, host, bytes);
+  void* device = nullptr;
+  check(cudaHostGetDevicePointer(&device, pinned, 0), "mapping " + what + " into the GPU's address space");
+  return std::shared_ptr<void>(owner, device);  // frees `pinned`, hands out `device`
 }
 
 Matrix matrix(const Activation& a) { return Matrix{static_cast<float*>(a.data), a.rows, a.cols, a.row_stride}; }
@@ -211,7 +245,7 @@ bool graphs_wanted() {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend() {
+  CudaBackend() : weight_memory_(weight_memory()) {
     check(cudaSetDevice(0), "selecting GPU 0");
     check(cudaGetDeviceProperties(&prop_, 0), "querying GPU 0");
     // A blocking stream: it is ordered with the legacy default stream, on which the uploads'
@@ -234,6 +268,7 @@ class CudaBackend final : public Backend {
     return std::string("cuda (") + prop_.name + ", sm_" + std::to_string(prop_.major) + std::to_string(prop_.minor) +
            ", " + std::to_string(prop_.multiProcessorCount) + " SMs, " + mib(prop_.totalGlobalMem) +
            (prop_.integrated ? " shared with the CPU" : "") +
+           (weight_memory_ == WeightMemory::Host ? ", weights in pinned host memory (AWQ_EDGE_CUDA_WEIGHTS=host)" : "") +
            (graphs_enabled_ ? ", decode steps replayed as CUDA graphs" : ", CUDA graphs off") +
            (programmatic_launch_ ? ", programmatic dependent launches"
             : config_.programmatic_launch ? ", programmatic_launch ignored (needs compute capability 9.0+)" : "") +
@@ -260,9 +295,9 @@ class CudaBackend final : public Backend {
     if (module.scheme.kind == Scheme::Kind::Grouped) {
       cuda_layout::PackedGroupedWeight& packed = packing_;  // reused module after module
       cuda_layout::pack_grouped_weight(module.scheme, linear->rows_, linear->cols_, tensors, packed);
-      auto words = device_copy(packed.words.data(), packed.words.size() * 4, what);
-      auto scales = device_copy(packed.scales.data(), packed.scales.size() * 2, what + " scales");
-      auto zeros = device_copy(packed.zeros.data(), packed.zeros.size(), what + " zero points");
+      auto words = weight_copy(packed.words.data(), packed.words.size() * 4, what, weight_memory_);
+      auto scales = weight_copy(packed.scales.data(), packed.scales.size() * 2, what + " scales", weight_memory_);
+      auto zeros = weight_copy(packed.zeros.data(), packed.zeros.size(), what + " zero points", weight_memory_);
       GroupedWeight& w = linear->grouped_weight;
       w.words = static_cast<const uint4*>(words.get());
       w.scales = static_cast<const uint16_t*>(scales.get());
@@ -285,7 +320,7 @@ class CudaBackend final : public Backend {
       if (tensors.empty() || tensors[0].size != expected || (int8 && (tensors.size() != 2 || tensors[1].size != module.rows * 2))) {
         throw std::invalid_argument("[cuda] " + what + ": tensor sizes do not match " + shape(linear->rows_, linear->cols_));
       }
-      auto values = device_copy(tensors[0].data, tensors[0].size, what);
+      auto values = weight_copy(tensors[0].data, tensors[0].size, what, weight_memory_);
       linear->memory = {values};
       DenseWeight& w = linear->dense_weight;
       w.values = values.get();
@@ -293,7 +328,7 @@ class CudaBackend final : public Backend {
       w.rows = linear->rows_;
       w.cols = linear->cols_;
       if (int8) {
-        auto scales = device_copy(tensors[1].data, tensors[1].size, what + " scales");
+        auto scales = weight_copy(tensors[1].data, tensors[1].size, what + " scales", weight_memory_);
         w.row_scales = static_cast<const uint16_t*>(scales.get());
         linear->memory.push_back(scales);
       }
@@ -854,6 +889,7 @@ class CudaBackend final : public Backend {
   PreparedSource prepared_source_;  // whose prepared form slot slot_ holds
   int slot_ = 0;
   int q4_group_size_ = -1;        // the q4 weights' group size (-1: none yet, 0: several differ)
+  const WeightMemory weight_memory_;           // AWQ_EDGE_CUDA_WEIGHTS, read once
   cuda_layout::PackedGroupedWeight packing_;  // host buffer of upload_linear's repacking, freed in uploads_finished
   // recorded decode steps (CUDA graphs)
   bool graphs_enabled_ = graphs_wanted();

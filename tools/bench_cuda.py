@@ -26,8 +26,13 @@
            host). CUDA only.
 
     python tools/bench_cuda.py [--parts linear decode prefill boundary load profile] [--shape llama2-7b]
-                               [--model-dir DIR]
+                               [--model-dir DIR] [--weights gpu|host]
                                [--layers 4096x4096 4096x11008 ...]
+
+`--weights host` (AWQ_EDGE_CUDA_WEIGHTS=host) has the CUDA backend keep the linear layers' weights in
+pinned host memory that its kernels read through the GPU's address space: `linear` and `decode` then
+say how fast the GPU reads the CPU's memory, which is what using the file's mapping in place would
+get (on a Jetson the same DRAM as its own allocations; beside a discrete GPU, the bus).
 
 Prints a markdown table per part with the GPU, driver, date and command, for docs/BENCHMARKS.md.
 `--backend cpu --device cpu --shape tiny` runs the same code on a CPU (a check of the script, not
@@ -113,6 +118,8 @@ def random_q4(rows: int, cols: int, group: int, rng):
 def bench_linear(args, bandwidth: float):
     from awq_edge._awq_edge import backends
     rng = np.random.default_rng(0)
+    print(f"\nweights in {'pinned host' if args.weights == 'host' else 'GPU'} memory (--weights {args.weights}; "
+          "the CUDA backend's choice)")
     print("\n| layer (N x K) | q4 g128 MiB | us per call | GB/s | % of copy bandwidth |")
     print("|---|---|---|---|---|")
     for rows, cols in args.layers:
@@ -367,6 +374,8 @@ def main():
                         help="the linear part's layer shapes (default: LLaMA-2-7B's and LLaMA-3-8B's)")
     parser.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "awq_edge" / "bench")
     parser.add_argument("--backend", default="cuda")
+    parser.add_argument("--weights", choices=["gpu", "host"], default="gpu",
+                        help="where the CUDA backend keeps the linear layers' weights (AWQ_EDGE_CUDA_WEIGHTS)")
     parser.add_argument("--device", default="cuda", help="torch device of the baselines")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--cache-mib", type=float, default=64, help="last-level cache to defeat (H100: 50)")
@@ -374,6 +383,7 @@ def main():
     parser.add_argument("--contexts", type=int, nargs="+", default=[128, 2048])
     parser.add_argument("--prompt-tokens", type=int, default=512)
     args = parser.parse_args()
+    os.environ["AWQ_EDGE_CUDA_WEIGHTS"] = args.weights  # read by every CUDA backend this process creates
 
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_line(args.device)}")
     print(f"command: python {' '.join(shlex.quote(a) for a in sys.argv)}")

@@ -13,8 +13,9 @@
 #              build, kernel bandwidth, decode/prefill speed, a decode step's profile by kernel (and with
 #              programmatic dependent launches), GPU tests, memcheck, racecheck, tuner, the x-staged
 #              prefill kernel's tests, the tests with programmatic launches, loading memory, decode with
-#              the embedding table uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), prefill with fp16 accumulation and the tests
-#              with it, the staged sanitizer runs.
+#              the embedding table uploaded (AWQ_EDGE_CUDA_EMBEDDING=gpu), kernel bandwidth and decode with the
+#              weights in pinned host memory (AWQ_EDGE_CUDA_WEIGHTS=host), prefill with fp16 accumulation and
+#              the tests with it, the staged sanitizer runs.
 #              For a lent GPU with 15 minutes in all (start-up included), one call:
 #                OUT=$OUT bash tools/gpu_check.sh --budget 500      (run's timeout_s 560)
 #   --quick    no sanitizers, no tuner
@@ -151,6 +152,10 @@ stage bench-cuda-load python3 tools/bench_cuda.py --parts load
 # the untied embedding table uploaded instead of read from the file's mapping: what the default costs per step
 stage bench-cuda-decode-embedding-gpu env AWQ_EDGE_CUDA_EMBEDDING=gpu python3 tools/bench_cuda.py --parts decode \
   --contexts 128
+# the linear layers' weights in pinned host memory (AWQ_EDGE_CUDA_WEIGHTS=host): how fast the kernels read the
+# CPU's memory, what using the file's mapping in place would get (a Jetson: the same DRAM; a discrete GPU: the bus)
+stage bench-cuda-weights-host python3 tools/bench_cuda.py --weights host --parts linear decode --contexts 128 \
+  --steps 16
 # prefill with each group summed in fp16 (gemm_fp16_accumulate; the tuner times it on the layers too), and the
 # linear and end-to-end tests with it (the GPU's fp16 rounding inside mma is not the emulator's)
 stage bench-cuda-prefill-fp16-accumulate env AWQ_EDGE_CUDA_TUNING=gemm_fp16_accumulate=1 python3 tools/bench_cuda.py \

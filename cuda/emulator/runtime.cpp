@@ -4,6 +4,8 @@
 // captured: then kernel launches and copies are recorded (not run, as on a GPU), and a graph made
 // from them replays them in order. Device memory is host memory from malloc; its allocations are
 // tracked so that freeing an unknown pointer, or copying with a wrong direction, is an error.
+// Pinned host memory (cudaHostAlloc) is host memory too, tracked apart: it is not device memory
+// for a copy's direction, and only an integrated GPU's counts against the device memory.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,11 +31,15 @@ struct CUstream_st {
 
 namespace {
 
-
 std::mutex state_mutex;
 cudaError_t last_error = cudaSuccess;
 std::map<const void*, size_t> allocations;  // device pointer -> bytes
-size_t allocated = 0;
+struct PinnedAllocation {
+  size_t bytes;
+  bool counted;  // taken from the device memory (an integrated GPU's shared DRAM)
+};
+std::map<const void*, PinnedAllocation> pinned;  // cudaHostAlloc's pointers
+size_t allocated = 0;  // device bytes, and pinned bytes on an integrated GPU
 
 cudaError_t fail(cudaError_t error) {
   std::lock_guard<std::mutex> lock(state_mutex);
@@ -190,6 +196,48 @@ cudaError_t cudaFree(void* pointer) {
   allocated -= it->second;
   allocations.erase(it);
   std::free(pointer);
+  return cudaSuccess;
+}
+
+cudaError_t cudaHostAlloc(void** pointer, size_t bytes, unsigned int flags) {
+  if (flags != cudaHostAllocMapped) return fail(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lock(state_mutex);
+  const bool shared_dram = device_setting() == "integrated";
+  if (shared_dram && allocated + bytes > device_bytes()) {
+    last_error = cudaErrorMemoryAllocation;
+    return cudaErrorMemoryAllocation;
+  }
+  *pointer = std::malloc(bytes);
+  if (*pointer == nullptr) {
+    last_error = cudaErrorMemoryAllocation;
+    return cudaErrorMemoryAllocation;
+  }
+  pinned[*pointer] = PinnedAllocation{bytes, shared_dram};
+  if (shared_dram) allocated += bytes;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void* pointer) {
+  if (pointer == nullptr) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(state_mutex);
+  const auto it = pinned.find(pointer);
+  if (it == pinned.end()) {
+    last_error = cudaErrorInvalidValue;
+    return cudaErrorInvalidValue;
+  }
+  if (it->second.counted) allocated -= it->second.bytes;
+  pinned.erase(it);
+  std::free(pointer);
+  return cudaSuccess;
+}
+
+cudaError_t cudaHostGetDevicePointer(void** device_pointer, void* host_pointer, unsigned int flags) {
+  std::lock_guard<std::mutex> lock(state_mutex);
+  if (flags != 0 || pinned.count(host_pointer) == 0) {  // only memory from cudaHostAlloc is mapped
+    last_error = cudaErrorInvalidValue;
+    return cudaErrorInvalidValue;
+  }
+  *device_pointer = host_pointer;
   return cudaSuccess;
 }
 

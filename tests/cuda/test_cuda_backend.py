@@ -493,3 +493,51 @@ def test_an_untied_embedding_table_gives_the_same_logits_in_the_mapping_as_uploa
     assert np.array_equal(in_mapping, uploaded)
     expected = logits_of_prefill_and_decode(Generator(path, backend="cpu"), ids, prompt=34)
     assert np.abs(in_mapping - expected).max() <= RELATIVE * np.abs(expected).max() + ABSOLUTE
+
+
+@pytest.mark.gpu
+@gpu_only
+def test_weights_in_pinned_host_memory_give_the_same_logits(tmp_path, monkeypatch):
+    """AWQ_EDGE_CUDA_WEIGHTS=host: the linear layers' weights (q4 layers, q8_row LM head) in pinned host memory that
+    the kernels read through the GPU's address space, what reading the file's mapping in place would get: the
+    logits are bitwise those with the weights in GPU memory, through prefill chunks, eager, recorded and replayed
+    decode steps."""
+    path = write_random_model(tmp_path / "model.awqe", "tiny", "q4_g64", lm_head="q8_row")
+    ids = np.random.default_rng(11).integers(0, 512, 40).tolist()
+
+    def run(place):
+        monkeypatch.setenv("AWQ_EDGE_CUDA_WEIGHTS", place)
+        generator = Generator(path, backend="cuda", prefill_chunk=16)
+        assert ("weights in pinned host memory" in generator.backend) == (place == "host"), generator.backend
+        return logits_of_prefill_and_decode(generator, ids, prompt=34)
+
+    assert np.array_equal(run("host"), run("gpu"))
+
+
+@pytest.mark.gpu
+@gpu_only
+@emulated_only
+def test_weights_in_pinned_host_memory_leave_the_gpu_memory_to_the_rest(tmp_path, monkeypatch):
+    """With AWQ_EDGE_CUDA_WEIGHTS=host the weights take no GPU memory: a model whose f16 LM head and q4 layers
+    (about 0.9 MiB) do not fit beside the activations in 1.25 MiB of a discrete GPU loads and gives the logits of
+    the weights in GPU memory. An integrated GPU's pinned memory is its GPU memory (one DRAM): no room gained.
+    A wrong value is an error that names the variable and the values it takes."""
+    path = write_random_model(tmp_path / "model.awqe", "tiny", "q4_g64", lm_head="f16")
+    ids = np.random.default_rng(12).integers(0, 512, 12).tolist()
+    expected = logits_of_prefill_and_decode(Generator(path, backend="cuda", max_context=64), ids, prompt=8)
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "1.25")
+    with pytest.raises(RuntimeError, match=r"out of GPU memory: .* of 1\.2 MiB are free"):
+        Generator(path, backend="cuda", max_context=64)
+    monkeypatch.setenv("AWQ_EDGE_CUDA_WEIGHTS", "host")
+    got = logits_of_prefill_and_decode(Generator(path, backend="cuda", max_context=64), ids, prompt=8)
+    assert np.array_equal(got, expected)
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_DEVICE", "integrated")
+    with pytest.raises(RuntimeError, match=r"out of (GPU|pinned host) memory: "):
+        Generator(path, backend="cuda", max_context=64)
+    monkeypatch.setenv("AWQ_EDGE_CUDA_EMULATOR_MEMORY_MIB", "0.75")  # the LM head is where the pinned memory ends
+    with pytest.raises(RuntimeError, match=r"out of pinned host memory: weight 'lm_head' \(f16\) needs 256 KiB "
+                                           r"\(AWQ_EDGE_CUDA_WEIGHTS=host; unset it"):
+        Generator(path, backend="cuda", max_context=64)
+    monkeypatch.setenv("AWQ_EDGE_CUDA_WEIGHTS", "pinned")
+    with pytest.raises(ValueError, match="AWQ_EDGE_CUDA_WEIGHTS='pinned': expected 'gpu' .* or 'host'"):
+        Generator(path, backend="cuda", max_context=64)

@@ -5,7 +5,7 @@ The engine and the Python extension are built once per session with -DAWQ_EDGE_C
 __syncthreads and mma.sync are emulated as CUDA specifies them, and stream capture records CUDA graphs.
 
 1. tests/cuda/test_emulator.cpp: the emulator itself (shuffles, barriers, mma against double, graph
-   recording, and the mistakes it reports: divergent shuffles, partial barriers, refused launches, races
+   recording, pinned host memory read by a kernel, and the mistakes it reports: divergent shuffles, partial barriers, refused launches, races
    that the thread order exposes); tests/cuda/test_prepared_writers.cpp: the RMSNorm kernels' prepared
    output, byte for byte that of prepare_activations.
 2. tests/cuda/test_cuda_backend.py's GPU tests (every linear kernel against numpy at odd shapes, logits of

@@ -266,6 +266,27 @@ void check_graphs() {
   cudaFree(x);
 }
 
+// Pinned host memory as the backend's AWQ_EDGE_CUDA_WEIGHTS=host uses it: a kernel reads it through the
+// device pointer; only cudaHostAlloc's memory has one, and only it can be given to cudaFreeHost.
+void check_pinned_host_memory() {
+  float* pinned = nullptr;
+  check(cudaHostAlloc(reinterpret_cast<void**>(&pinned), 32 * sizeof(float), cudaHostAllocMapped) == cudaSuccess,
+        "cudaHostAlloc of 128 bytes");
+  for (int i = 0; i < 32; ++i) pinned[i] = static_cast<float>(i);
+  void* mapped = nullptr;
+  check(cudaHostGetDevicePointer(&mapped, pinned, 0) == cudaSuccess, "a pinned allocation has a device pointer");
+  float* y = device_array<float>(32);
+  launch("copy", copy_kernel, 1, 32, 0, nullptr, static_cast<const float*>(mapped), y);
+  check(y[0] == 0.0f && y[31] == 31.0f, "a kernel reads pinned host memory through its device pointer");
+  float ordinary[4] = {};
+  check(cudaHostGetDevicePointer(&mapped, ordinary, 0) == cudaErrorInvalidValue,
+        "memory that cudaHostAlloc did not give has no device pointer");
+  check(cudaFreeHost(ordinary) == cudaErrorInvalidValue, "cudaFreeHost refuses memory it did not give");
+  cudaGetLastError();
+  check(cudaFreeHost(pinned) == cudaSuccess, "cudaFreeHost frees pinned memory");
+  cudaFree(y);
+}
+
 // Thread 32 of a copy reads x[32] of a 32-float array.
 int read_out_of_bounds() {
   float* x = device_array<float>(32);
@@ -285,6 +306,7 @@ int main(int argc, char** argv) {
   check_async_copies();
   check_reported_mistakes();
   check_graphs();
+  check_pinned_host_memory();
   if (failures != 0) {
     std::printf("%d checks failed\n", failures);
     return 1;

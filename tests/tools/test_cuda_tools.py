@@ -23,7 +23,8 @@ def run_tool(name, *arguments):
 def test_bench_cuda_prints_every_table(tmp_path):
     out = run_tool("bench_cuda.py", "--backend", "cpu", "--device", "cpu", "--shape", "tiny", "--layers", "64x256",
                    "640x128", "--repeats", "1", "--steps", "2", "--contexts", "16", "40", "--prompt-tokens", "24",
-                   "--cache-mib", "0.1", "--model-dir", str(tmp_path)).stdout
+                   "--cache-mib", "0.1", "--model-dir", str(tmp_path), "--weights", "host").stdout
+    assert "weights in pinned host memory (--weights host; " in out, out
     assert re.search(r"^\| 64 x 256 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ % \|$", out, re.M), out
     assert re.search(r"^\| 640 x 128 \|", out, re.M), out
     assert "boundary: needs a CUDA device (skipped)" in out

@@ -139,6 +139,13 @@ const char* cudaGetErrorString(cudaError_t error);
 cudaError_t cudaMalloc(void** pointer, size_t bytes);
 cudaError_t cudaFree(void* pointer);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+// Pinned host memory mapped into the GPU's address space (the only flag the backend uses). With
+// unified addressing the device pointer is the host pointer. On the emulated integrated GPU it
+// counts against the device memory, as on a Jetson, where both are the same DRAM.
+constexpr unsigned int cudaHostAllocMapped = 2;
+cudaError_t cudaHostAlloc(void** pointer, size_t bytes, unsigned int flags);
+cudaError_t cudaFreeHost(void* pointer);
+cudaError_t cudaHostGetDevicePointer(void** device_pointer, void* host_pointer, unsigned int flags);
 cudaError_t cudaMemset(void* pointer, int value, size_t bytes);
 cudaError_t cudaMemcpy(void* destination, const void* source, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void* destination, const void* source, size_t bytes, cudaMemcpyKind kind,
