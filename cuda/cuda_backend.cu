@@ -100,22 +100,33 @@ std::shared_ptr<void> device_copy(const void* host, size_t bytes, const std::str
   return memory;
 }
 
-// Where the linear layers' weights live: in GPU memory (the default), or in pinned host memory that
-// the GPU reads through the bus (a discrete GPU) or from the shared DRAM (Jetson).
-enum class WeightMemory { Gpu, Host };
+// Where something the kernels read lives: GPU memory, or host memory that the GPU reads through the
+// bus (a discrete GPU) or from the shared DRAM (Jetson).
+enum class Memory { Gpu, Host };
 
-WeightMemory weight_memory() {
-  const char* text = std::getenv("AWQ_EDGE_CUDA_WEIGHTS");
+// The memory environment variable `name` asks for: "gpu" or "host", `unset` when it is not set or
+// empty; anything else is an error that says what each value means (`on_gpu`, `on_host`).
+Memory memory_from_environment(const std::string& name, Memory unset, const std::string& on_gpu,
+                               const std::string& on_host) {
+  const char* text = std::getenv(name.c_str());
   const std::string value = text == nullptr ? "" : text;
-  if (value.empty() || value == "gpu") return WeightMemory::Gpu;
-  if (value == "host") return WeightMemory::Host;
-  throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_WEIGHTS='" + value +
-                              "': expected 'gpu' (the weights in GPU memory) or 'host' (in pinned host memory)");
+  if (value.empty()) return unset;
+  if (value == "gpu") return Memory::Gpu;
+  if (value == "host") return Memory::Host;
+  const std::string gpu = "'gpu' (" + on_gpu + ")", host = "'host' (" + on_host + ")";
+  throw std::invalid_argument("[cuda] " + name + "='" + value + "': expected " +
+                              (unset == Memory::Gpu ? gpu + " or " + host : host + " or " + gpu));
+}
+
+// Where the linear layers' weights live: AWQ_EDGE_CUDA_WEIGHTS, GPU memory by default.
+Memory weight_memory() {
+  return memory_from_environment("AWQ_EDGE_CUDA_WEIGHTS", Memory::Gpu, "the weights in GPU memory",
+                                 "in pinned host memory");
 }
 
 // A copy of `bytes` host bytes where `where` says; the pointer is the one kernels read through.
-std::shared_ptr<void> weight_copy(const void* host, size_t bytes, const std::string& what, WeightMemory where) {
-  if (where == WeightMemory::Gpu) return device_copy(host, bytes, what);
+std::shared_ptr<void> weight_copy(const void* host, size_t bytes, const std::string& what, Memory where) {
+  if (where == Memory::Gpu) return device_copy(host, bytes, what);
   void* pinned = nullptr;
   const cudaError_t status = cudaHostAlloc(&pinned, std::max<size_t>(bytes, 256), cudaHostAllocMapped);
   if (status == cudaErrorMemoryAllocation) {
@@ -220,14 +231,10 @@ struct StepKey {
   }
 };
 
-// Where an untied embedding table lives: "host" (the default, the file's mapping) or "gpu".
+// Where an untied embedding table lives: AWQ_EDGE_CUDA_EMBEDDING, the file's mapping by default.
 bool embedding_on_host() {
-  const char* text = std::getenv("AWQ_EDGE_CUDA_EMBEDDING");
-  const std::string value = text == nullptr ? "" : text;
-  if (value.empty() || value == "host") return true;
-  if (value == "gpu") return false;
-  throw std::invalid_argument("[cuda] AWQ_EDGE_CUDA_EMBEDDING='" + value +
-                              "': expected 'host' (the table stays in the file's mapping) or 'gpu'");
+  return memory_from_environment("AWQ_EDGE_CUDA_EMBEDDING", Memory::Host, "uploaded like a weight",
+                                 "the table stays in the file's mapping") == Memory::Host;
 }
 
 class HostEmbedding final : public LinearWeights {
@@ -268,7 +275,7 @@ class CudaBackend final : public Backend {
     return std::string("cuda (") + prop_.name + ", sm_" + std::to_string(prop_.major) + std::to_string(prop_.minor) +
            ", " + std::to_string(prop_.multiProcessorCount) + " SMs, " + mib(prop_.totalGlobalMem) +
            (prop_.integrated ? " shared with the CPU" : "") +
-           (weight_memory_ == WeightMemory::Host ? ", weights in pinned host memory (AWQ_EDGE_CUDA_WEIGHTS=host)" : "") +
+           (weight_memory_ == Memory::Host ? ", weights in pinned host memory (AWQ_EDGE_CUDA_WEIGHTS=host)" : "") +
            (graphs_enabled_ ? ", decode steps replayed as CUDA graphs" : ", CUDA graphs off") +
            (programmatic_launch_ ? ", programmatic dependent launches"
             : config_.programmatic_launch ? ", programmatic_launch ignored (needs compute capability 9.0+)" : "") +
@@ -889,7 +896,7 @@ class CudaBackend final : public Backend {
   PreparedSource prepared_source_;  // whose prepared form slot slot_ holds
   int slot_ = 0;
   int q4_group_size_ = -1;        // the q4 weights' group size (-1: none yet, 0: several differ)
-  const WeightMemory weight_memory_;           // AWQ_EDGE_CUDA_WEIGHTS, read once
+  const Memory weight_memory_;                // AWQ_EDGE_CUDA_WEIGHTS, read once
   cuda_layout::PackedGroupedWeight packing_;  // host buffer of upload_linear's repacking, freed in uploads_finished
   // recorded decode steps (CUDA graphs)
   bool graphs_enabled_ = graphs_wanted();

@@ -374,8 +374,9 @@ def main():
                         help="the linear part's layer shapes (default: LLaMA-2-7B's and LLaMA-3-8B's)")
     parser.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "awq_edge" / "bench")
     parser.add_argument("--backend", default="cuda")
-    parser.add_argument("--weights", choices=["gpu", "host"], default="gpu",
-                        help="where the CUDA backend keeps the linear layers' weights (AWQ_EDGE_CUDA_WEIGHTS)")
+    parser.add_argument("--weights", choices=["gpu", "host"], default=os.environ.get("AWQ_EDGE_CUDA_WEIGHTS") or "gpu",
+                        help="where the CUDA backend keeps the linear layers' weights (default: AWQ_EDGE_CUDA_WEIGHTS, "
+                             "else gpu)")
     parser.add_argument("--device", default="cuda", help="torch device of the baselines")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--cache-mib", type=float, default=64, help="last-level cache to defeat (H100: 50)")

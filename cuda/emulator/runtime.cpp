@@ -33,13 +33,14 @@ namespace {
 
 std::mutex state_mutex;
 cudaError_t last_error = cudaSuccess;
-std::map<const void*, size_t> allocations;  // device pointer -> bytes
-struct PinnedAllocation {
+struct Allocation {
   size_t bytes;
-  bool counted;  // taken from the device memory (an integrated GPU's shared DRAM)
+  bool counted;  // taken from the device memory: all of it, and pinned memory on an integrated GPU
 };
-std::map<const void*, PinnedAllocation> pinned;  // cudaHostAlloc's pointers
-size_t allocated = 0;  // device bytes, and pinned bytes on an integrated GPU
+using Allocations = std::map<const void*, Allocation>;
+Allocations allocations;  // cudaMalloc's pointers
+Allocations pinned;       // cudaHostAlloc's pointers
+size_t allocated = 0;     // the counted bytes
 
 cudaError_t fail(cudaError_t error) {
   std::lock_guard<std::mutex> lock(state_mutex);
@@ -52,7 +53,7 @@ bool is_device(const void* pointer) {
   auto it = allocations.upper_bound(pointer);
   if (it == allocations.begin()) return false;
   --it;
-  return static_cast<const char*>(pointer) < static_cast<const char*>(it->first) + it->second;
+  return static_cast<const char*>(pointer) < static_cast<const char*>(it->first) + it->second.bytes;
 }
 
 // The direction of a copy must match where the pointers are (a GPU faults or copies garbage otherwise).
@@ -169,67 +170,49 @@ const char* cudaGetErrorString(cudaError_t error) {
   return "unknown error";
 }
 
-cudaError_t cudaMalloc(void** pointer, size_t bytes) {
+namespace {
+
+// malloc's memory, recorded in `table` and, when `counted`, taken from the device memory (out of
+// memory when it does not fit).
+cudaError_t take(Allocations& table, void** pointer, size_t bytes, bool counted) {
   std::lock_guard<std::mutex> lock(state_mutex);
-  if (allocated + bytes > device_bytes()) {
-    last_error = cudaErrorMemoryAllocation;
-    return cudaErrorMemoryAllocation;
-  }
-  *pointer = std::malloc(bytes);
+  *pointer = counted && allocated + bytes > device_bytes() ? nullptr : std::malloc(bytes);
   if (*pointer == nullptr) {
     last_error = cudaErrorMemoryAllocation;
     return cudaErrorMemoryAllocation;
   }
-  allocations[*pointer] = bytes;
-  allocated += bytes;
+  table[*pointer] = Allocation{bytes, counted};
+  if (counted) allocated += bytes;
   return cudaSuccess;
 }
 
-cudaError_t cudaFree(void* pointer) {
+// Frees memory that `take` recorded in `table`; any other pointer is an error.
+cudaError_t give_back(Allocations& table, void* pointer) {
   if (pointer == nullptr) return cudaSuccess;
   std::lock_guard<std::mutex> lock(state_mutex);
-  const auto it = allocations.find(pointer);
-  if (it == allocations.end()) {
-    last_error = cudaErrorInvalidValue;
-    return cudaErrorInvalidValue;
-  }
-  allocated -= it->second;
-  allocations.erase(it);
-  std::free(pointer);
-  return cudaSuccess;
-}
-
-cudaError_t cudaHostAlloc(void** pointer, size_t bytes, unsigned int flags) {
-  if (flags != cudaHostAllocMapped) return fail(cudaErrorInvalidValue);
-  std::lock_guard<std::mutex> lock(state_mutex);
-  const bool shared_dram = device_setting() == "integrated";
-  if (shared_dram && allocated + bytes > device_bytes()) {
-    last_error = cudaErrorMemoryAllocation;
-    return cudaErrorMemoryAllocation;
-  }
-  *pointer = std::malloc(bytes);
-  if (*pointer == nullptr) {
-    last_error = cudaErrorMemoryAllocation;
-    return cudaErrorMemoryAllocation;
-  }
-  pinned[*pointer] = PinnedAllocation{bytes, shared_dram};
-  if (shared_dram) allocated += bytes;
-  return cudaSuccess;
-}
-
-cudaError_t cudaFreeHost(void* pointer) {
-  if (pointer == nullptr) return cudaSuccess;
-  std::lock_guard<std::mutex> lock(state_mutex);
-  const auto it = pinned.find(pointer);
-  if (it == pinned.end()) {
+  const auto it = table.find(pointer);
+  if (it == table.end()) {
     last_error = cudaErrorInvalidValue;
     return cudaErrorInvalidValue;
   }
   if (it->second.counted) allocated -= it->second.bytes;
-  pinned.erase(it);
+  table.erase(it);
   std::free(pointer);
   return cudaSuccess;
 }
+
+}  // namespace
+
+cudaError_t cudaMalloc(void** pointer, size_t bytes) { return take(allocations, pointer, bytes, true); }
+
+cudaError_t cudaFree(void* pointer) { return give_back(allocations, pointer); }
+
+cudaError_t cudaHostAlloc(void** pointer, size_t bytes, unsigned int flags) {
+  if (flags != cudaHostAllocMapped) return fail(cudaErrorInvalidValue);
+  return take(pinned, pointer, bytes, device_setting() == "integrated");  // a Jetson: one DRAM
+}
+
+cudaError_t cudaFreeHost(void* pointer) { return give_back(pinned, pointer); }
 
 cudaError_t cudaHostGetDevicePointer(void** device_pointer, void* host_pointer, unsigned int flags) {
   std::lock_guard<std::mutex> lock(state_mutex);
