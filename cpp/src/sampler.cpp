@@ -44,8 +44,10 @@ namespace {
 constexpr float kInfinity = std::numeric_limits<float>::infinity();
 
 // An AVX2 copy of a function next to the baseline one, chosen at load time (GNU ifunc). AVX2
-// alone, without FMA, rounds exactly as SSE2 does.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
+// alone, without FMA, rounds exactly as SSE2 does. Not under ThreadSanitizer, which instruments the
+// resolver that the dynamic loader calls before TSan has started (a crash at load).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
+    !defined(__SANITIZE_THREAD__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VECTOR_CLONES

@@ -1,7 +1,10 @@
 // emulator.cpp: the scheduler behind emulator.h. One block at a time: every thread (a Fiber) runs
 // until it waits at a barrier or finishes; when none can run, a warp whose live lanes all wait at
 // the same warp collective is released, else a block whose live threads all wait at __syncthreads,
-// else the block is stuck and the states of its threads are reported.
+// else the block is stuck and the states of its threads are reported. A fiber that finishes its
+// thread waits at the top of thread_entry for the next block it runs; fibers that a failed block
+// left mid-kernel are rewound. Under ThreadSanitizer the scheduler tells TSan what orders the
+// threads' accesses (race_detection.h).
 #include "emulator.h"
 
 #include <algorithm>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "fibers.h"
+#include "race_detection.h"
 
 namespace awq_edge::cuda_emulator {
 namespace {
@@ -39,6 +43,7 @@ struct Thread {
   const char* collective = nullptr;  // the warp collective it waits at
   std::vector<AsyncCopy> open_copies;                 // cp.async not yet committed
   std::vector<std::vector<AsyncCopy>> pending_groups; // committed, oldest first, not yet waited for
+  unsigned barriers = 0;                              // __syncthreads passed in this block
 };
 
 // The emulation of one launch (one at a time: launches from several host threads take turns).
@@ -58,6 +63,12 @@ std::mutex launch_mutex;
 Launch* active = nullptr;
 std::vector<std::unique_ptr<Fiber>> fiber_pool;  // reused by every launch (guarded by launch_mutex)
 
+// Addresses that only name TSan synchronisation (race_detection.h): the scheduler releases
+// block_start before a block's threads run, they release block_end when they finish or wait, and
+// barrier k of a block goes through barrier_keys[k % 2].
+const char block_start_key = 0, block_end_key = 0;
+const char barrier_keys[2] = {};
+
 Launch& running(const char* what) {
   if (active == nullptr || active->current == nullptr) {
     throw std::logic_error(std::string("[cuda emulator] ") + what + " called outside a kernel");
@@ -66,14 +77,30 @@ Launch& running(const char* what) {
 }
 
 void thread_entry(void*) {
-  Launch* launch = active;
-  try {
-    (*launch->kernel)();
-  } catch (...) {
-    launch->error = std::current_exception();
+  for (;;) {
+    race_detection::acquire(&block_start_key);
+    Launch* launch = nullptr;
+    const std::function<void()>* kernel = nullptr;
+    {
+      race_detection::Unobserved unobserved;
+      launch = active;
+      kernel = launch->kernel;
+    }
+    try {
+      (*kernel)();
+    } catch (...) {
+      race_detection::Unobserved unobserved;
+      launch->error = std::current_exception();
+    }
+    race_detection::release(&block_end_key);
+    Fiber* fiber = nullptr;
+    {
+      race_detection::Unobserved unobserved;
+      launch->current->state = State::Finished;
+      fiber = launch->current->fiber;
+    }
+    fiber->suspend();  // resumed when the fiber runs a thread of another block
   }
-  launch->current->state = State::Finished;
-  launch->current->fiber->suspend();  // never resumed
 }
 
 std::string describe(dim3 d) {
@@ -161,11 +188,12 @@ bool release_block(Launch& launch) {
 void run_block(Launch& launch, size_t dynamic_shared_bytes) {
   std::memset(launch.shared.data(), 0xFF, dynamic_shared_bytes);
   for (Thread& t : launch.threads) {
-    t.fiber->restart();
     t.state = State::Runnable;
     t.open_copies.clear();
     t.pending_groups.clear();
+    t.barriers = 0;
   }
+  race_detection::release(&block_start_key);
   for (;;) {
     bool ran = false;
     for (size_t i = 0; i < launch.threads.size(); ++i) {
@@ -180,7 +208,10 @@ void run_block(Launch& launch, size_t dynamic_shared_bytes) {
     if (ran) continue;
     bool finished = true;
     for (const Thread& t : launch.threads) finished &= t.state == State::Finished;
-    if (finished) return;
+    if (finished) {
+      race_detection::acquire(&block_end_key);
+      return;
+    }
     if (release_warps(launch) || release_block(launch)) continue;
     fail(launch, "no thread can go on (a barrier that not every thread reaches): " +
                      states(launch, 0, launch.threads.size()));
@@ -188,62 +219,110 @@ void run_block(Launch& launch, size_t dynamic_shared_bytes) {
 }
 
 void wait(State state, const char* collective) {
-  Launch& launch = *active;
-  launch.current->state = state;
-  launch.current->collective = collective;
-  launch.current->fiber->suspend();
+  // what the thread did so far is ordered before the scheduler's next step, should the block fail
+  // here (the scheduler acquires block_end_key only at the end of a block or of a failed launch).
+  // No Unobserved scope stays open across the switch: a fiber rewound after a failed block must
+  // not keep ignoring its accesses.
+  race_detection::release(&block_end_key);
+  Fiber* fiber = nullptr;
+  {
+    race_detection::Unobserved unobserved;
+    Thread& t = *active->current;
+    t.state = state;
+    t.collective = collective;
+    fiber = t.fiber;
+  }
+  fiber->suspend();
 }
 
 }  // namespace
 
-const dim3& thread_index() { return running("threadIdx").current->index; }
-const dim3& block_index() { return running("blockIdx").block_index; }
-const dim3& block_dim() { return running("blockDim").block; }
-const dim3& grid_dim() { return running("gridDim").grid; }
+// (What the scheduler wrote before the block started, such as a thread's index, may be read
+// observed; which thread runs, and the threads' states, are the scheduler's business.)
+const dim3& thread_index() {
+  race_detection::Unobserved unobserved;
+  return running("threadIdx").current->index;
+}
+const dim3& block_index() {
+  race_detection::Unobserved unobserved;
+  return running("blockIdx").block_index;
+}
+const dim3& block_dim() {
+  race_detection::Unobserved unobserved;
+  return running("blockDim").block;
+}
+const dim3& grid_dim() {
+  race_detection::Unobserved unobserved;
+  return running("gridDim").grid;
+}
 unsigned lane_index() {
+  race_detection::Unobserved unobserved;
   const Launch& launch = running("lane index");
   return static_cast<unsigned>((launch.current - launch.threads.data()) % kWarpSize);
 }
 
 void sync_block() {
-  running("__syncthreads");
+  const char* key = nullptr;
+  {
+    race_detection::Unobserved unobserved;
+    key = &barrier_keys[running("__syncthreads").current->barriers++ % 2];
+  }
+  race_detection::release(key);
   wait(State::AtBlockBarrier, nullptr);
+  race_detection::acquire(key);
 }
 
 void warp_exchange(const char* op, const void* mine, size_t bytes, void* all) {
-  Launch& launch = running(op);
-  const size_t thread = static_cast<size_t>(launch.current - launch.threads.data());
-  const size_t warp = thread / kWarpSize, lane = thread % kWarpSize;
-  if (bytes > kMaxExchangeBytes) throw std::logic_error(std::string("[cuda emulator] ") + op + ": too many bytes per lane");
-  unsigned char* slots = launch.exchange.data() + warp * kWarpSize * kMaxExchangeBytes;
-  std::memcpy(slots + lane * kMaxExchangeBytes, mine, bytes);
+  unsigned char* slots = nullptr;
+  {
+    race_detection::Unobserved unobserved;  // the slots are the emulator's; a collective orders no memory
+    Launch& launch = running(op);
+    const size_t thread = static_cast<size_t>(launch.current - launch.threads.data());
+    const size_t warp = thread / kWarpSize, lane = thread % kWarpSize;
+    if (bytes > kMaxExchangeBytes) throw std::logic_error(std::string("[cuda emulator] ") + op + ": too many bytes per lane");
+    slots = launch.exchange.data() + warp * kWarpSize * kMaxExchangeBytes;
+    std::memcpy(slots + lane * kMaxExchangeBytes, mine, bytes);
+  }
   wait(State::AtWarpCollective, op);   // every lane has written
-  for (size_t l = 0; l < kWarpSize; ++l) {
-    std::memcpy(static_cast<unsigned char*>(all) + l * bytes, slots + l * kMaxExchangeBytes, bytes);
+  {
+    race_detection::Unobserved unobserved;
+    for (size_t l = 0; l < kWarpSize; ++l) {
+      std::memcpy(static_cast<unsigned char*>(all) + l * bytes, slots + l * kMaxExchangeBytes, bytes);
+    }
   }
   wait(State::AtWarpCollective, op);   // every lane has read: the slots may be reused
 }
 
-void* dynamic_shared_memory() { return running("dynamic shared memory").shared.data(); }
+void* dynamic_shared_memory() {
+  race_detection::Unobserved unobserved;
+  return running("dynamic shared memory").shared.data();
+}
 
 void async_copy(void* destination, const void* source, size_t bytes, size_t source_bytes) {
+  race_detection::Unobserved unobserved;
   running("cp.async").current->open_copies.push_back({destination, source, bytes, std::min(bytes, source_bytes)});
 }
 
 void async_commit() {
+  race_detection::Unobserved unobserved;
   Thread& t = *running("cp.async.commit_group").current;
   t.pending_groups.push_back(std::move(t.open_copies));
   t.open_copies.clear();
 }
 
 void async_wait(int pending) {
-  Thread& t = *running("cp.async.wait_group").current;
-  while (t.pending_groups.size() > static_cast<size_t>(std::max(pending, 0))) {
-    for (const AsyncCopy& c : t.pending_groups.front()) {
-      std::memcpy(c.destination, c.source, c.source_bytes);
-      std::memset(static_cast<char*>(c.destination) + c.source_bytes, 0, c.bytes - c.source_bytes);
+  std::vector<AsyncCopy> landing;  // the thread's copies that land now: its own accesses, observed
+  {
+    race_detection::Unobserved unobserved;
+    Thread& t = *running("cp.async.wait_group").current;
+    while (t.pending_groups.size() > static_cast<size_t>(std::max(pending, 0))) {
+      landing.insert(landing.end(), t.pending_groups.front().begin(), t.pending_groups.front().end());
+      t.pending_groups.erase(t.pending_groups.begin());
     }
-    t.pending_groups.erase(t.pending_groups.begin());
+  }
+  for (const AsyncCopy& c : landing) {
+    std::memcpy(c.destination, c.source, c.source_bytes);
+    std::memset(static_cast<char*>(c.destination) + c.source_bytes, 0, c.bytes - c.source_bytes);
   }
 }
 
@@ -305,13 +384,19 @@ void run_grid(const char* name, dim3 grid, dim3 block, size_t dynamic_shared_byt
   } activate(&launch);
   // reverse: the blocks too run last to first, so that a kernel cannot rely on block order either
   const auto ordered = [&](unsigned i, unsigned n) { return launch.reverse ? n - 1 - i : i; };
-  for (unsigned z = 0; z < grid.z; ++z) {
-    for (unsigned y = 0; y < grid.y; ++y) {
-      for (unsigned x = 0; x < grid.x; ++x) {
-        launch.block_index = dim3(ordered(x, grid.x), ordered(y, grid.y), ordered(z, grid.z));
-        run_block(launch, dynamic_shared_bytes);
+  try {
+    for (unsigned z = 0; z < grid.z; ++z) {
+      for (unsigned y = 0; y < grid.y; ++y) {
+        for (unsigned x = 0; x < grid.x; ++x) {
+          launch.block_index = dim3(ordered(x, grid.x), ordered(y, grid.y), ordered(z, grid.z));
+          run_block(launch, dynamic_shared_bytes);
+        }
       }
     }
+  } catch (...) {  // threads of the failed block may be stopped inside the kernel: rewind every fiber
+    race_detection::acquire(&block_end_key);
+    for (const std::unique_ptr<Fiber>& fiber : fiber_pool) fiber->restart();
+    throw;
   }
 }
 

@@ -2,7 +2,8 @@
 // code (cuda/*.cu, compiled as host C++ against include/cuda_runtime.h and include/cuda_fp16.h)
 // run in tests on machines without a GPU. It exists to find logic errors (indexing, reductions,
 // barriers, fragment layouts, graph recording) early; it says nothing about speed, and timing,
-// memory ordering and register limits are not modelled.
+// memory ordering between blocks and register limits are not modelled (inside a block, a
+// ThreadSanitizer build checks the ordering: races, below).
 //
 //   launch      the grid's blocks run one after another on the calling thread; a block's threads
 //               are fibers (own stacks, cooperative switching) that run until they reach a
@@ -20,6 +21,8 @@
 //               threads, grid y/z <= 65535, dynamic shared memory <= 48 KiB without opt-in)
 //   log         AWQ_EDGE_CUDA_EMULATOR_LAUNCH_LOG=FILE appends a line per kernel run (name, grid,
 //               block), eager or replayed from a graph: tests count a decode step's kernels with it
+//   races       built with -fsanitize=thread, ThreadSanitizer reports two threads of a block that
+//               touch the same bytes with no barrier between them (race_detection.h)
 //
 //   warp_exchange(op, mine, bytes, all): the primitive under the warp collectives: every lane
 //   gives `bytes` bytes and receives all 32 lanes' contributions (lane order) in `all`.

@@ -19,6 +19,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "race_detection.h"
+
 namespace awq_edge::cuda_emulator {
 
 #if defined(__x86_64__)
@@ -66,11 +68,13 @@ awq_edge_fiber_start:
 )");
 
 Fiber::Fiber(size_t stack_bytes, void (*entry)(void*), void* argument)
-    : stack_(new char[stack_bytes]), stack_bytes_(stack_bytes), entry_(entry), argument_(argument) {
+    : stack_(new char[stack_bytes]), stack_bytes_(stack_bytes), entry_(entry), argument_(argument),
+      race_context_(race_detection::new_context()) {
   restart();
 }
 
 void Fiber::restart() {
+  race_detection::Unobserved unobserved;  // the scheduler writing the stack that the fiber will use
   const uintptr_t top = (reinterpret_cast<uintptr_t>(stack_.get()) + stack_bytes_) & ~uintptr_t{15};
   auto slot = [top](int offset) { return reinterpret_cast<uint64_t*>(top - static_cast<uintptr_t>(offset)); };
   *slot(24) = reinterpret_cast<uint64_t>(&awq_edge_fiber_start);
@@ -87,8 +91,24 @@ void Fiber::restart() {
   fiber_sp_ = slot(80);
 }
 
-void Fiber::resume() { awq_edge_fiber_switch(&scheduler_sp_, fiber_sp_); }
-void Fiber::suspend() { awq_edge_fiber_switch(&fiber_sp_, scheduler_sp_); }
+// (The stack pointers are read before TSan is told of the switch, as the side that is running.)
+void Fiber::resume() {
+  void* const load = fiber_sp_;
+  resumer_race_context_ = race_detection::current_context();
+  race_detection::switch_to(race_context_);
+  awq_edge_fiber_switch(&scheduler_sp_, load);
+}
+void Fiber::suspend() {
+  void* load = nullptr;
+  void* back = nullptr;
+  {
+    race_detection::Unobserved unobserved;  // the scheduler's fields, and the fiber's last accesses
+    load = scheduler_sp_;
+    back = resumer_race_context_;
+  }
+  race_detection::switch_to(back);
+  awq_edge_fiber_switch(&fiber_sp_, load);
+}
 
 #else  // ucontext
 
@@ -100,11 +120,13 @@ void start_trampoline(unsigned high, unsigned low) {
 }  // namespace
 
 Fiber::Fiber(size_t stack_bytes, void (*entry)(void*), void* argument)
-    : stack_(new char[stack_bytes]), stack_bytes_(stack_bytes), entry_(entry), argument_(argument) {
+    : stack_(new char[stack_bytes]), stack_bytes_(stack_bytes), entry_(entry), argument_(argument),
+      race_context_(race_detection::new_context()) {
   restart();
 }
 
 void Fiber::restart() {
+  race_detection::Unobserved unobserved;
   if (getcontext(&fiber_context_) != 0) throw std::runtime_error("[cuda emulator] getcontext failed");
   // the entry and its argument at the bottom of the stack, for the trampoline
   void** pair = reinterpret_cast<void**>(stack_.get());
@@ -118,9 +140,25 @@ void Fiber::restart() {
               static_cast<unsigned>(address >> 32), static_cast<unsigned>(address & 0xFFFFFFFFu));
 }
 
-void Fiber::resume() { swapcontext(&scheduler_context_, &fiber_context_); }
-void Fiber::suspend() { swapcontext(&fiber_context_, &scheduler_context_); }
+void Fiber::resume() {
+  resumer_race_context_ = race_detection::current_context();
+  race_detection::switch_to(race_context_);
+  swapcontext(&scheduler_context_, &fiber_context_);
+}
+void Fiber::suspend() {
+  void* back = nullptr;
+  {
+    race_detection::Unobserved unobserved;
+    back = resumer_race_context_;
+  }
+  race_detection::switch_to(back);
+  swapcontext(&fiber_context_, &scheduler_context_);
+}
 
 #endif
+
+Fiber::~Fiber() {
+  if (race_context_ != nullptr) race_detection::destroy_context(race_context_);
+}
 
 }  // namespace awq_edge::cuda_emulator

@@ -14,6 +14,7 @@
 #include "async_copy.h"
 #include "awq_edge/fp16.h"
 #include "launch.h"
+#include "race_detection.h"
 #include "tensor_core.h"
 
 using awq_edge::cuda::dynamic_shared;
@@ -63,6 +64,18 @@ __global__ void racy_neighbour_kernel(int* out) {
   int* shared = dynamic_shared<int>();
   shared[threadIdx.x] = static_cast<int>(threadIdx.x);
   out[threadIdx.x] = shared[(threadIdx.x + blockDim.x - 1) % blockDim.x];
+}
+
+// Every thread of the block adds one to out[0] without an atomic (a race in global memory).
+__global__ void racy_counter_kernel(int* out) { out[0] += 1; }
+
+// Lanes pass values through shared memory with a shuffle, not a barrier, between the write and the
+// read: a shuffle orders no memory (a race on a GPU with independent thread scheduling).
+__global__ void shuffle_ordered_kernel(int* out) {
+  int* shared = dynamic_shared<int>();
+  shared[threadIdx.x] = static_cast<int>(threadIdx.x);
+  const int sum = __shfl_xor_sync(0xFFFFFFFFu, static_cast<int>(threadIdx.x), 1);
+  out[threadIdx.x] = shared[threadIdx.x ^ 1u] + sum;
 }
 
 // Reads dynamic shared memory that nobody wrote: the emulator fills it with 0xFF.
@@ -163,6 +176,12 @@ void check_barrier_and_shared() {
   float* values = device_array<float>(32);
   launch("unwritten_shared", unwritten_shared_kernel, 1, 32, 32 * sizeof(float), nullptr, values);
   check(std::isnan(values[0]) && std::isnan(values[31]), "unwritten dynamic shared memory reads as NaN");
+  cudaFree(out);
+  cudaFree(values);
+  if (awq_edge::cuda_emulator::race_detection::enabled) {
+    std::printf("skip the racy kernel's thread orders under ThreadSanitizer (--race shared checks its report)\n");
+    return;
+  }
   // the race: in one of the two orders some thread reads its neighbour's entry before it is written
   int* racy = device_array<int>(2 * 64);
   setenv("AWQ_EDGE_CUDA_EMULATOR_ORDER", "forward", 1);
@@ -173,8 +192,6 @@ void check_barrier_and_shared() {
   bool differ = false;
   for (int i = 0; i < 64; ++i) differ |= racy[i] != racy[64 + i];
   check(differ, "a missing __syncthreads gives different results in forward and reverse thread order");
-  cudaFree(out);
-  cudaFree(values);
   cudaFree(racy);
 }
 
@@ -296,10 +313,31 @@ int read_out_of_bounds() {
   return 0;
 }
 
+// For a ThreadSanitizer build (race_detection.h): runs one racy kernel, which TSan must report.
+// shared: a missing __syncthreads; global: a plain += by every thread; shuffle: lanes that rely on a
+// shuffle to order shared memory.
+int race(const std::string& kind) {
+  int* out = device_array<int>(64);
+  if (kind == "shared") {
+    launch("racy_neighbour", racy_neighbour_kernel, 1, 64, 64 * sizeof(int), nullptr, out);
+  } else if (kind == "global") {
+    launch("racy_counter", racy_counter_kernel, 1, 64, 0, nullptr, out);
+  } else if (kind == "shuffle") {
+    launch("shuffle_ordered", shuffle_ordered_kernel, 1, 32, 32 * sizeof(int), nullptr, out);
+  } else {
+    std::fprintf(stderr, "--race takes shared, global or shuffle, not '%s'\n", kind.c_str());
+    return 2;
+  }
+  std::printf("ran the racy kernel (%s): out[0] = %d\n", kind.c_str(), out[0]);
+  cudaFree(out);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--read-out-of-bounds") return read_out_of_bounds();
+  if (argc > 2 && std::string(argv[1]) == "--race") return race(argv[2]);
   check_shuffle();
   check_barrier_and_shared();
   check_mma();

@@ -72,12 +72,11 @@ T __ldcs(const T* p) { return *p; }
 template <typename T>
 T __ldcg(const T* p) { return *p; }
 
-// Blocks run one at a time and a thread switches only at a barrier or a warp collective, so an
-// atomic is a plain read-modify-write and a fence has nothing to order.
+// Blocks run one at a time and a thread switches only at a barrier or a warp collective, so a
+// fence has nothing to order. The atomic is a relaxed one (as CUDA's) so that ThreadSanitizer
+// (race_detection.h) sees an atomic and not a race between the threads that use it.
 inline unsigned atomicAdd(unsigned* address, unsigned value) {
-  const unsigned old = *address;
-  *address = old + value;
-  return old;
+  return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);
 }
 inline void __threadfence() {}
 
