@@ -90,10 +90,12 @@ struct ThreadPool::Workers {
   int size = 1;
   std::vector<std::thread> threads;
 
-  // The current job; written by run() before `next_chunk` and `generation` announce it.
-  const std::function<void(int64_t, int64_t)>* body = nullptr;
-  int64_t n = 0;
-  uint32_t chunks = 0;
+  // The current job; written by run() after `next_chunk` has closed the previous job and before
+  // `next_chunk` and `generation` announce this one. Atomics (relaxed) because a worker late for
+  // the previous job may still read them while run() writes; it then finds `next_chunk` closed.
+  std::atomic<const std::function<void(int64_t, int64_t)>*> body{nullptr};
+  std::atomic<int64_t> n{0};
+  std::atomic<uint32_t> chunks{0};
 
   // (job number << 32) | the next unclaimed chunk: a thread that wakes late finds another job
   // number and claims nothing.
@@ -105,16 +107,19 @@ struct ThreadPool::Workers {
   std::mutex mutex;
   std::condition_variable wake;
 
-  // Claims and runs chunks of job `job` until none is left.
+  // Claims and runs chunks of job `job` until none is left. A claim of job `job` read from
+  // `next_chunk` comes after run() wrote the job's body, n and chunks.
   void work(uint64_t job) {
     uint64_t claim = next_chunk.load();
     for (;;) {
-      if ((claim >> 32) != (job & 0xFFFFFFFFu) || (claim & 0xFFFFFFFFu) >= chunks) return;
+      const uint32_t count = chunks.load(std::memory_order_relaxed);
+      if ((claim >> 32) != (job & 0xFFFFFFFFu) || (claim & 0xFFFFFFFFu) >= count) return;
       if (!next_chunk.compare_exchange_weak(claim, claim + 1)) continue;  // `claim` reloaded
       const int64_t index = static_cast<int64_t>(claim & 0xFFFFFFFFu);
-      const int64_t begin = n * index / chunks;
-      const int64_t end = n * (index + 1) / chunks;
-      if (begin < end) (*body)(begin, end);
+      const int64_t size = n.load(std::memory_order_relaxed);
+      const int64_t begin = size * index / count;
+      const int64_t end = size * (index + 1) / count;
+      if (begin < end) (*body.load(std::memory_order_relaxed))(begin, end);
       done_chunks.fetch_add(1, std::memory_order_release);
       claim = next_chunk.load();
     }
@@ -168,11 +173,15 @@ void ThreadPool::run(int64_t n, const std::function<void(int64_t begin, int64_t 
     body(0, n);
     return;
   }
-  w.body = &body;
-  w.n = n;
-  w.chunks = static_cast<uint32_t>(std::min<int64_t>(w.size, n));
-  w.done_chunks.store(0);
   const uint64_t job = w.generation.load() + 1;
+  // Close the previous job first: a worker still holding a claim of it must not claim chunk
+  // `chunks` of it once this job's larger `chunks` is written (it would run a chunk of this job
+  // unannounced, and count it twice).
+  w.next_chunk.store(((job & 0xFFFFFFFFu) << 32) | 0xFFFFFFFFu);
+  w.body.store(&body, std::memory_order_relaxed);
+  w.n.store(n, std::memory_order_relaxed);
+  w.chunks.store(static_cast<uint32_t>(std::min<int64_t>(w.size, n)), std::memory_order_relaxed);
+  w.done_chunks.store(0);
   w.next_chunk.store((job & 0xFFFFFFFFu) << 32);
   w.generation.store(job);  // seq_cst, paired with the sleeper's `sleeping` increment
   if (w.sleeping.load() > 0) {
@@ -180,7 +189,8 @@ void ThreadPool::run(int64_t n, const std::function<void(int64_t begin, int64_t 
     w.wake.notify_all();
   }
   w.work(job);  // the caller claims chunks too, so a descheduled worker delays nothing
-  for (int round = 0; w.done_chunks.load(std::memory_order_acquire) != w.chunks; ++round) {
+  const uint32_t chunks = w.chunks.load(std::memory_order_relaxed);
+  for (int round = 0; w.done_chunks.load(std::memory_order_acquire) != chunks; ++round) {
     if (round < kSpinRounds) {
       AWQ_EDGE_CPU_RELAX();
     } else {
