@@ -282,21 +282,33 @@ def test_kernels_stay_in_bounds(sanitized_build, tmp_path, name):
     block on 1, each accumulating in fp32 and in fp16: the tiny models' scales are small enough for it) and 12
     decode steps (the matrix-vector kernels, recorded and replayed as graphs) without an AddressSanitizer
     report."""
-    from awq_edge.quantize import QuantizeOptions, quantize_model
-    from tiny_models import save_tiny_model
     kind, overrides, options = IN_BOUNDS_MODELS[name]
-    path = tmp_path / "model.awqe"
-    quantize_model(save_tiny_model(kind, tmp_path / "hf", **overrides), path,
-                   QuantizeOptions(**{"method": "rtn", "lm_head": "int8", **options}))
-    prompt = "The quick brown fox jumps over the lazy dog, and then some more words follow here."
+    path = save_sanitizer_model(tmp_path, kind, overrides, {"lm_head": "int8", **options})
     for sms, tuning in [("16", ""), ("1", "gemm_strips=2"), ("16", "gemm_fp16_accumulate=1"),
                         ("1", "gemm_strips=2,gemm_fp16_accumulate=1")]:
-        environment = {**SANITIZER, "AWQ_EDGE_CUDA_EMULATOR_SMS": sms, "AWQ_EDGE_CUDA_TUNING": tuning}
-        run = subprocess.run([str(sanitized_build / "awq-edge-run"), str(path), "-p", prompt, "-n", "12",
-                              "--ignore-eos", "--backend", "cuda", "--stats"], capture_output=True, text=True,
-                             env=environment, timeout=600)
-        assert run.returncode == 0 and "AddressSanitizer" not in run.stderr, run.stderr[-5000:]
-        assert "CUDA emulator on the CPU" in run.stderr and "generated 12" in run.stderr, run.stderr[-2000:]
+        run_without_report(sanitized_build, path, 12, sms, tuning, "AddressSanitizer")
+
+
+def save_sanitizer_model(tmp_path, kind: str, overrides: dict, options: dict) -> Path:
+    """A tiny model of `kind` with the config `overrides`, quantized with RTN and `options`."""
+    from awq_edge.quantize import QuantizeOptions, quantize_model
+    from tiny_models import save_tiny_model
+    path = tmp_path / "model.awqe"
+    quantize_model(save_tiny_model(kind, tmp_path / "hf", **overrides), path,
+                   QuantizeOptions(**{"method": "rtn", **options}))
+    return path
+
+
+def run_without_report(build: Path, model: Path, steps: int, sms: str, tuning: str, sanitizer: str):
+    """awq-edge-run of `build` on the emulated backend: a 30-token prompt (prefill) and `steps` decode steps, on
+    `sms` SMs with AWQ_EDGE_CUDA_TUNING=`tuning`, must end normally without a report of `sanitizer`."""
+    prompt = "The quick brown fox jumps over the lazy dog, and then some more words follow here."
+    environment = {**SANITIZER, "AWQ_EDGE_CUDA_EMULATOR_SMS": sms, "AWQ_EDGE_CUDA_TUNING": tuning}
+    run = subprocess.run([str(build / "awq-edge-run"), str(model), "-p", prompt, "-n", str(steps), "--ignore-eos",
+                          "--backend", "cuda", "--stats"], capture_output=True, text=True, env=environment,
+                         timeout=600)
+    assert run.returncode == 0 and sanitizer not in run.stderr, run.stderr[-6000:]
+    assert "CUDA emulator on the CPU" in run.stderr and f"generated {steps}" in run.stderr, run.stderr[-2000:]
 
 
 # --race kind -> the kernel TSan must name: a missing __syncthreads between a shared-memory write and another
@@ -333,16 +345,6 @@ def test_kernels_are_free_of_races_within_a_block(race_checked_build, tmp_path, 
     matrix-vector kernels, recorded and replayed as graphs) without a ThreadSanitizer report. Removing any
     one of the kernels' __syncthreads was checked to be reported here or by the prepared writers' test,
     except the one before last_block_to_finish's counter, which orders writes for other blocks."""
-    from awq_edge.quantize import QuantizeOptions, quantize_model
-    from tiny_models import save_tiny_model
     overrides, options, sms, tuning = RACE_FREE_MODELS[name]
-    path = tmp_path / "model.awqe"
-    quantize_model(save_tiny_model("llama", tmp_path / "hf", **overrides), path,
-                   QuantizeOptions(**{"method": "rtn", **options}))
-    prompt = "The quick brown fox jumps over the lazy dog, and then some more words follow here."
-    environment = {**SANITIZER, "AWQ_EDGE_CUDA_EMULATOR_SMS": sms, "AWQ_EDGE_CUDA_TUNING": tuning}
-    run = subprocess.run([str(race_checked_build / "awq-edge-run"), str(path), "-p", prompt, "-n", "8",
-                          "--ignore-eos", "--backend", "cuda", "--stats"], capture_output=True, text=True,
-                         env=environment, timeout=600)
-    assert run.returncode == 0 and "ThreadSanitizer" not in run.stderr, run.stderr[-6000:]
-    assert "CUDA emulator on the CPU" in run.stderr and "generated 8" in run.stderr, run.stderr[-2000:]
+    path = save_sanitizer_model(tmp_path, "llama", overrides, options)
+    run_without_report(race_checked_build, path, 8, sms, tuning, "ThreadSanitizer")
