@@ -311,18 +311,19 @@ void async_commit() {
 }
 
 void async_wait(int pending) {
-  std::vector<AsyncCopy> landing;  // the thread's copies that land now: its own accesses, observed
-  {
-    race_detection::Unobserved unobserved;
-    Thread& t = *running("cp.async.wait_group").current;
-    while (t.pending_groups.size() > static_cast<size_t>(std::max(pending, 0))) {
-      landing.insert(landing.end(), t.pending_groups.front().begin(), t.pending_groups.front().end());
+  for (;;) {
+    std::vector<AsyncCopy> oldest;  // the oldest pending group, moved out: its copies land now
+    {
+      race_detection::Unobserved unobserved;
+      Thread& t = *running("cp.async.wait_group").current;
+      if (t.pending_groups.size() <= static_cast<size_t>(std::max(pending, 0))) return;
+      oldest = std::move(t.pending_groups.front());
       t.pending_groups.erase(t.pending_groups.begin());
     }
-  }
-  for (const AsyncCopy& c : landing) {
-    std::memcpy(c.destination, c.source, c.source_bytes);
-    std::memset(static_cast<char*>(c.destination) + c.source_bytes, 0, c.bytes - c.source_bytes);
+    for (const AsyncCopy& c : oldest) {  // the thread's own accesses, observed
+      std::memcpy(c.destination, c.source, c.source_bytes);
+      std::memset(static_cast<char*>(c.destination) + c.source_bytes, 0, c.bytes - c.source_bytes);
+    }
   }
 }
 

@@ -174,13 +174,14 @@ void ThreadPool::run(int64_t n, const std::function<void(int64_t begin, int64_t 
     return;
   }
   const uint64_t job = w.generation.load() + 1;
+  const auto chunks = static_cast<uint32_t>(std::min<int64_t>(w.size, n));
   // Close the previous job first: a worker still holding a claim of it must not claim chunk
   // `chunks` of it once this job's larger `chunks` is written (it would run a chunk of this job
   // unannounced, and count it twice).
   w.next_chunk.store(((job & 0xFFFFFFFFu) << 32) | 0xFFFFFFFFu);
   w.body.store(&body, std::memory_order_relaxed);
   w.n.store(n, std::memory_order_relaxed);
-  w.chunks.store(static_cast<uint32_t>(std::min<int64_t>(w.size, n)), std::memory_order_relaxed);
+  w.chunks.store(chunks, std::memory_order_relaxed);
   w.done_chunks.store(0);
   w.next_chunk.store((job & 0xFFFFFFFFu) << 32);
   w.generation.store(job);  // seq_cst, paired with the sleeper's `sleeping` increment
@@ -189,7 +190,6 @@ void ThreadPool::run(int64_t n, const std::function<void(int64_t begin, int64_t 
     w.wake.notify_all();
   }
   w.work(job);  // the caller claims chunks too, so a descheduled worker delays nothing
-  const uint32_t chunks = w.chunks.load(std::memory_order_relaxed);
   for (int round = 0; w.done_chunks.load(std::memory_order_acquire) != chunks; ++round) {
     if (round < kSpinRounds) {
       AWQ_EDGE_CPU_RELAX();
